@@ -1,0 +1,50 @@
+# DHR: the newcomer's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dhr-installed
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck dockerlint test-sqlite test-postgres bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dhr serve --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check dhr consent tests bench
+	$(BIN)/ruff format --check dhr consent tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+dockerlint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+test-sqlite: $(STAMP)
+	DHR_TEST_DATABASE_URL= $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	@if scripts/ensure-postgres "$(PG_URL)"; then \
+		DHR_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+	else \
+		echo; echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!!  PostgreSQL did not answer at $(PG_URL)"; \
+		echo "!!  THE POSTGRESQL HALF OF THE SUITE WAS SKIPPED. Only SQLite was tested."; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; echo; \
+	fi
+
+test: lint typecheck dockerlint test-sqlite test-postgres
+
+bench: $(STAMP)
+	$(BIN)/python bench/rest.py
+
+clean:
+	rm -rf $(VENV) dhr-data .mypy_cache .ruff_cache .pytest_cache

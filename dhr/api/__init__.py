@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI routes, content negotiation and FHIR headers."""

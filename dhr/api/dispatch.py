@@ -1,0 +1,169 @@
+"""Routing of a FHIR request to its interaction, and the unit of work around it.
+
+https://hl7.org/fhir/R4/http.html#summary lists the URL patterns. HTTP routes, batch entries and
+transaction entries all come through :func:`handle` or :func:`run_in`, so every path reaches the
+same interactions and the same enforcing repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from dhr.api.http import negotiate
+from dhr.api.message import FhirRequest, FhirResponse
+from dhr.api.route import Route
+from dhr.config import Settings
+from dhr.context import RequestContext
+from dhr.enforce import OPEN_ACCESS, EnforcingRepository, Principal
+from dhr.errors import FhirError, bad_request, not_supported
+from dhr.fhir.ids import check_id
+from dhr.fhir.types import check_type
+from dhr.interactions import create, delete, history, patch, read, update, vread
+from dhr.interactions.common import error_response
+from dhr.operations import registry as operations
+from dhr.store.db import unit_of_work
+from dhr.store.repository import ResourceRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the composition root hands to every request."""
+
+    settings: Settings
+    engine: Engine
+
+    def context(self, session: Session, principal: Principal = OPEN_ACCESS) -> RequestContext:
+        repo = EnforcingRepository(ResourceRepository(session), principal)
+        return RequestContext(str(uuid.uuid4()), self.settings, repo)
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def resolve(req: FhirRequest) -> Route:
+    """Map method and path to an interaction; unknown types, bad ids and methods are 4xx."""
+    seg = req.segments
+    m = "GET" if req.method == "HEAD" else req.method
+    n = len(seg)
+    if n == 0:
+        if m == "POST":
+            return Route("bundle", _no_bundle_here, write=True, bundle=True)
+        raise not_supported("System-level search arrives with the search issue; use a type", 405)
+    head = seg[0]
+    if head == "metadata" and n == 1 and m == "GET":
+        return Route("capabilities", operations.capabilities, write=False)
+    if head == "_history" and n == 1 and m == "GET":
+        return Route("history-system", lambda c, r: history.history(c, r, None, None), write=False)
+    if head.startswith("$") and n == 1:
+        return operations.route_system(head[1:], m)
+    res_type = check_type(head)
+    if n == 1:
+        table: dict[str, Route] = {
+            "POST": Route("create", lambda c, r: create.create(c, r, res_type), True),
+            "PUT": Route(
+                "update-conditional", lambda c, r: update.conditional_update(c, r, res_type), True
+            ),
+            "DELETE": Route(
+                "delete-conditional", lambda c, r: delete.conditional_delete(c, r, res_type), True
+            ),
+            "PATCH": Route(
+                "patch-conditional", lambda c, r: patch.conditional_patch(c, r, res_type), True
+            ),
+        }
+        if m in table:
+            return table[m]
+        raise not_supported(f"Search on {res_type} arrives with the search issue", 405)
+    second = seg[1]
+    if second == "_history" and n == 2 and m == "GET":
+        return Route(
+            "history-type", lambda c, r: history.history(c, r, res_type, None), write=False
+        )
+    if second.startswith("$") and n == 2:
+        return operations.route_type(res_type, second[1:], m)
+    res_id = check_id(second)
+    if n == 2:
+        table = {
+            "GET": Route("read", lambda c, r: read.read(c, r, res_type, res_id), False),
+            "PUT": Route("update", lambda c, r: update.update(c, r, res_type, res_id), True),
+            "DELETE": Route("delete", lambda c, r: delete.delete(c, r, res_type, res_id), True),
+            "PATCH": Route("patch", lambda c, r: patch.patch(c, r, res_type, res_id), True),
+        }
+        if m in table:
+            return table[m]
+        raise not_supported(f"{req.method} is not an interaction on {res_type}/{res_id}", 405)
+    if seg[2] == "_history" and m == "GET" and n in (3, 4):
+        if n == 3:
+            return Route(
+                "history-instance", lambda c, r: history.history(c, r, res_type, res_id), False
+            )
+        vid = seg[3]
+        return Route("vread", lambda c, r: vread.vread(c, r, res_type, res_id, vid), False)
+    if seg[2].startswith("$") and n == 3:
+        return operations.route_instance(res_type, res_id, seg[2][1:], m)
+    raise bad_request(f"{req.method} /{req.path[:120]} is not a FHIR interaction", "unknown-path")
+
+
+def _no_bundle_here(_ctx: RequestContext, _req: FhirRequest) -> FhirResponse:
+    raise bad_request("A batch or transaction Bundle must be posted to the base", "bundle-nested")
+
+
+BundleProcessor = Callable[["Services", FhirRequest], FhirResponse]
+_bundle_processor: list[BundleProcessor] = []
+
+
+def set_bundle_processor(processor: BundleProcessor) -> None:
+    """The batch/transaction module registers itself here (it imports this module)."""
+    _bundle_processor[:] = [processor]
+
+
+def handle(services: Services, req: FhirRequest) -> FhirResponse:
+    """Run one request in its own unit of work; every failure becomes an OperationOutcome."""
+    try:
+        negotiate(req)
+        route = resolve(req)
+        if route.bundle:
+            return _bundle_processor[0](services, req)
+        with unit_of_work(services.engine, write=route.write) as session:
+            response = route.run(services.context(session), req)
+    except FhirError as exc:
+        return error_response(exc)
+    except DBAPIError as exc:
+        return error_response(database_error(exc))
+    return response
+
+
+def run_in(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
+    """Run one request inside an existing unit of work (a transaction entry); errors propagate."""
+    route = resolve(req)
+    if route.bundle:
+        return _no_bundle_here(ctx, req)
+    return route.run(ctx, req)
+
+
+def database_error(exc: DBAPIError) -> FhirError:
+    """Map a database failure to a retryable 4xx/503 instead of a 500."""
+    log.warning("database error: %s", exc)
+    if isinstance(exc, IntegrityError):
+        return FhirError(
+            409, "conflict", "A concurrent write conflicted with this one; retry", "write-conflict"
+        )
+    if isinstance(exc, OperationalError):
+        return FhirError(
+            503,
+            "transient",
+            "The database is busy; retry shortly",
+            "database-busy",
+            headers={"Retry-After": "1"},
+        )
+    return FhirError(
+        500, "exception", "The database failed to process the request", "database-error"
+    )

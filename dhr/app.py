@@ -1,0 +1,65 @@
+"""The composition root: ``create_app(settings)`` wires engine, services and routes.
+
+Nothing reads configuration at import time; tests build as many apps as they need.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
+
+from dhr import __version__
+from dhr.api import routes
+from dhr.api.dispatch import Services
+from dhr.api.http import CONTENT_TYPE
+from dhr.config import Settings
+from dhr.errors import FhirError, Issue, operation_outcome
+from dhr.fhir import jsonio
+from dhr.interactions import bundle  # noqa: F401 - registers the batch/transaction processor
+from dhr.store import db
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, engine: Engine | None = None, migrate: bool = True
+) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or db.engine_for(settings)
+    if migrate:
+        db.upgrade(engine)
+    app = FastAPI(title="DHR FHIR R4 server", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.services = Services(settings, engine)
+    app.include_router(routes.router)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        outcome = operation_outcome(
+            [Issue("fatal", "exception", "Internal server error", (), "internal-error")]
+        )
+        return Response(jsonio.dumps(outcome), status_code=500, media_type=CONTENT_TYPE)
+
+    @app.exception_handler(FhirError)
+    async def _fhir_error(_request: Request, exc: FhirError) -> Response:
+        return Response(
+            jsonio.dumps(exc.outcome()),
+            status_code=exc.status,
+            media_type=CONTENT_TYPE,
+            headers=exc.headers,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def _root() -> JSONResponse:
+        return JSONResponse(
+            {
+                "name": "DHR",
+                "fhir": settings.fhir_base,
+                "metadata": f"{settings.fhir_base}/metadata",
+            }
+        )
+
+    return app

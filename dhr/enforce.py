@@ -1,0 +1,73 @@
+"""The policy enforcement point: every interaction reaches storage only through this class.
+
+STYLE.md hop 5. Until the SMART issue lands the server runs open: the only principal is the
+anonymous open-access one, and every request is permitted. The seam stays here so that the
+authorisation, consent and audit issues change one class, not every interaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dhr.store.repository import Criterion, ResourceRepository, StoredVersion
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. ``open`` marks the pre-authorisation open API."""
+
+    subject: str
+    open: bool = False
+
+
+OPEN_ACCESS = Principal(subject="anonymous", open=True)
+
+
+class EnforcingRepository:
+    """Storage as one principal may see and change it (today: open access)."""
+
+    def __init__(self, store: ResourceRepository, principal: Principal) -> None:
+        self._store = store
+        self.principal = principal
+
+    def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
+        return self._store.read_current(res_type, res_id)
+
+    def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
+        return self._store.read_version(res_type, res_id, version_id)
+
+    def create(
+        self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
+    ) -> StoredVersion:
+        return self._store.create(res_type, res_id, body, method)
+
+    def put(
+        self,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        if_match: int | None,
+        method: str = "PUT",
+    ) -> tuple[StoredVersion, bool]:
+        return self._store.put(res_type, res_id, body, if_match, method)
+
+    def delete(
+        self, res_type: str, res_id: str, if_match: int | None = None
+    ) -> StoredVersion | None:
+        return self._store.delete(res_type, res_id, if_match)
+
+    def find_ids(self, res_type: str, criteria: Sequence[Criterion], limit: int = 2) -> list[str]:
+        return self._store.find_ids(res_type, criteria, limit)
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        since: int | None,
+        at: tuple[int, int] | None,
+        count: int,
+        before_key: int | None,
+    ) -> list[StoredVersion]:
+        return self._store.history(res_type, res_id, since, at, count, before_key)

@@ -1,0 +1,81 @@
+"""Validation of every incoming resource against the ``fhir.resources.R4B`` models.
+
+https://hl7.org/fhir/R4/validation.html. A failure becomes OperationOutcome issues whose
+``expression`` is a FHIRPath to the offending element, e.g. ``Patient.name[0].family``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from dhr.errors import FhirError, Issue, bad_request, invalid_resource
+from dhr.fhir.ids import check_id
+from dhr.fhir.types import check_type, model_class
+
+MAX_ISSUES = 50
+
+
+def element_path(type_name: str, loc: tuple[int | str, ...]) -> str:
+    """``('name', 0, 'family')`` -> ``Patient.name[0].family``."""
+    path = type_name
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}"
+    return path
+
+
+def _issues(type_name: str, exc: ValidationError) -> tuple[Issue, ...]:
+    out: list[Issue] = []
+    for err in exc.errors(include_url=False)[:MAX_ISSUES]:
+        loc = tuple(p for p in err.get("loc", ()) if isinstance(p, int | str))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        code = "required" if err.get("type") == "missing" else "structure"
+        if err.get("type") == "extra_forbidden":
+            message = "Unknown element (not part of this resource type)"
+        path = element_path(type_name, loc)
+        out.append(Issue("error", code, f"{path}: {message}", (path,), "invalid-element"))
+    return tuple(out)
+
+
+def resource_type_of(data: dict[str, Any]) -> str:
+    """The checked ``resourceType`` of a parsed body."""
+    rtype = data.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        raise bad_request("The body has no resourceType", "missing-resource-type", "resourceType")
+    try:
+        return check_type(rtype)
+    except FhirError as exc:
+        # An unknown type inside a body is a bad request, not a missing endpoint.
+        raise FhirError(
+            400, exc.code, exc.diagnostics, exc.message_code, ("resourceType",)
+        ) from None
+
+
+def validate_resource(data: dict[str, Any], expected_type: str | None = None) -> str:
+    """Validate ``data`` as a FHIR R4 resource; return its type or raise a 400 OperationOutcome.
+
+    When ``expected_type`` is given (the type in the URL), the body must be of that type.
+    """
+    rtype = resource_type_of(data)
+    if expected_type is not None and rtype != expected_type:
+        raise bad_request(
+            f"The body is a {rtype} but the URL names {expected_type}",
+            "wrong-resource-type",
+            "resourceType",
+        )
+    rid = data.get("id")
+    if rid is not None:
+        if not isinstance(rid, str):
+            raise bad_request("Resource.id must be a string", "invalid-id", f"{rtype}.id")
+        check_id(rid, "Resource id")
+    try:
+        model_class(rtype).model_validate(data)
+    except ValidationError as exc:
+        raise invalid_resource(_issues(rtype, exc), f"The {rtype} is not valid FHIR R4") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise invalid_resource((), f"The {rtype} is not valid FHIR R4: {exc}") from None
+    return rtype

@@ -1,0 +1,31 @@
+"""FHIR create and conditional create. https://hl7.org/fhir/R4/http.html#create, #ccreate
+
+The server assigns the id (any id in the body is ignored, as the spec says). With
+``If-None-Exist`` one match answers 200 with the existing resource and several answer 412.
+"""
+
+from __future__ import annotations
+
+from dhr.api.message import FhirRequest, FhirResponse
+from dhr.context import RequestContext
+from dhr.fhir.ids import new_id
+from dhr.interactions.common import load_resource, read_response, version_headers, write_response
+from dhr.interactions.criteria import match_one, parse_criteria_string
+
+
+def create(
+    ctx: RequestContext, req: FhirRequest, res_type: str, res_id: str | None = None
+) -> FhirResponse:
+    """Create ``res_type``; ``res_id`` lets a transaction use the id it assigned to a urn:uuid."""
+    body = load_resource(req, res_type)
+    condition = req.header("if-none-exist")
+    if condition:
+        existing = match_one(ctx, res_type, parse_criteria_string(condition), "If-None-Exist")
+        if existing is not None:
+            stored = ctx.repo.read_current(res_type, existing)
+            assert stored is not None
+            response = read_response(FhirRequest("GET", ""), ctx, stored)
+            response.headers = version_headers(ctx, stored, location=True)
+            return response
+    stored = ctx.repo.create(res_type, res_id or new_id(), body)
+    return write_response(req, ctx, stored, 201, f"Created {res_type}/{stored.res_id}")

@@ -1,0 +1,1 @@
+"""FHIR operations (``$name``), one module each (https://hl7.org/fhir/R4/operations.html)."""

@@ -1,0 +1,93 @@
+"""The CapabilityStatement served at ``/metadata``. https://hl7.org/fhir/R4/capabilitystatement.html
+
+It lists only what works: per type read, vread, update, patch, delete, create, history; system
+history, batch and transaction; ``$validate``. Conditional interactions state their limits.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from dhr import __version__
+from dhr.config import Settings
+from dhr.fhir.types import resource_types
+
+_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+]
+
+
+def capability_statement(settings: Settings) -> dict[str, Any]:
+    return _statement(settings.fhir_base)
+
+
+@cache
+def _statement(base: str) -> dict[str, Any]:
+    validate_op = {
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    }
+    resources = [
+        {
+            "type": name,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{name}",
+            "interaction": [{"code": code} for code in _INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchParam": [
+                {
+                    "name": "_id",
+                    "type": "token",
+                    "documentation": "Conditional interactions only, until search lands",
+                },
+                {
+                    "name": "identifier",
+                    "type": "token",
+                    "documentation": "Conditional interactions only, until search lands",
+                },
+            ],
+            "operation": [validate_op],
+        }
+        for name in sorted(resource_types())
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "dhr",
+        "url": f"{base}/metadata",
+        "name": "DHR",
+        "title": "DHR FHIR R4 server",
+        "status": "active",
+        "experimental": False,
+        "date": "2026-11-25",
+        "publisher": "DHR contributors",
+        "kind": "instance",
+        "software": {"name": "DHR", "version": __version__},
+        "implementation": {"description": "DHR: one digital health record", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+            }
+        ],
+    }

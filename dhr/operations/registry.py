@@ -1,0 +1,46 @@
+"""Which operations exist at system, type and instance level, and the CapabilityStatement.
+
+https://hl7.org/fhir/R4/operations.html. An unknown operation answers 404 with an
+OperationOutcome; a known one called with the wrong method answers 405.
+"""
+
+from __future__ import annotations
+
+from dhr.api.message import FhirRequest, FhirResponse
+from dhr.api.route import Route
+from dhr.context import RequestContext
+from dhr.errors import FhirError, not_supported
+from dhr.operations import validate as validate_op
+from dhr.operations.capabilities import capability_statement
+
+
+def capabilities(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
+    return FhirResponse(200, None, capability_statement(ctx.settings), {}, "CapabilityStatement")
+
+
+def _unknown(name: str, where: str) -> FhirError:
+    return FhirError(
+        404, "not-supported", f"Operation ${name[:40]} is not known {where}", "unknown-operation"
+    )
+
+
+def route_system(name: str, method: str) -> Route:
+    raise _unknown(name, "at the system level")
+
+
+def route_type(res_type: str, name: str, method: str) -> Route:
+    if name == "validate":
+        if method != "POST":
+            raise not_supported("$validate takes POST", 405)
+        return Route("validate", lambda c, r: validate_op.validate(c, r, res_type), write=False)
+    raise _unknown(name, f"on {res_type}")
+
+
+def route_instance(res_type: str, res_id: str, name: str, method: str) -> Route:
+    if name == "validate":
+        if method != "POST":
+            raise not_supported("$validate takes POST", 405)
+        return Route(
+            "validate", lambda c, r: validate_op.validate(c, r, res_type, res_id), write=False
+        )
+    raise _unknown(name, f"on {res_type}/{res_id}")

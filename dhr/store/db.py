@@ -1,0 +1,91 @@
+"""Engines, migrations and the unit of work (one request is one transaction).
+
+SQLite runs in WAL mode; write transactions start with ``BEGIN IMMEDIATE`` so two writers queue
+on the busy timeout instead of failing on a lock upgrade. PostgreSQL runs READ COMMITTED with row
+locks taken by the repository. Nothing outside :func:`unit_of_work` commits.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from dhr.config import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_WRITE_TXN: contextvars.ContextVar[bool] = contextvars.ContextVar("dhr_write_txn", default=False)
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and immediate write transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            pool_size=8,
+            max_overflow=8,
+        )
+        _sqlite_setup(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = str(parsed.set(drivername="postgresql+psycopg"))
+    return create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE_TXN.get() else "BEGIN")
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the database to the newest schema (``dhr db upgrade``)."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def is_empty(engine: Engine) -> bool:
+    return "alembic_version" not in inspect(engine).get_table_names()
+
+
+def engine_for(settings: Settings) -> Engine:
+    return make_engine(settings.effective_database_url, echo=settings.log_sql)
+
+
+@contextmanager
+def unit_of_work(engine: Engine, write: bool) -> Iterator[Session]:
+    """One transaction: commit when the block succeeds, roll back on any exception."""
+    token = _WRITE_TXN.set(write)
+    try:
+        with Session(engine, expire_on_commit=False, autoflush=False) as session, session.begin():
+            yield session
+    finally:
+        _WRITE_TXN.reset(token)

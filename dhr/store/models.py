@@ -1,0 +1,87 @@
+"""The relational schema (one for SQLite and PostgreSQL); changes go through Alembic migrations.
+
+A resource is stored once per version as the exact compact JSON bytes accepted, with
+``meta.versionId`` and ``meta.lastUpdated`` already in them, so reads serve bytes as stored
+(https://hl7.org/fhir/R4/http.html#read). Times are integer microseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# A 64-bit key that still auto-increments on SQLite (only INTEGER PRIMARY KEY does there).
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ResourceRow(Base):
+    """One row per logical resource: its identity and which version is current."""
+
+    __tablename__ = "resource"
+
+    key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    res_type: Mapped[str] = mapped_column(String(64))
+    res_id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    deleted: Mapped[bool] = mapped_column(Boolean)
+    last_updated: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("res_type", "res_id"),)
+
+
+class VersionRow(Base):
+    """One row per version; ``key`` orders all writes server-wide (history paging)."""
+
+    __tablename__ = "resource_version"
+
+    key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"))
+    res_type: Mapped[str] = mapped_column(String(64))
+    res_id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[int] = mapped_column(BigInteger)
+    method: Mapped[str] = mapped_column(String(8))
+    deleted: Mapped[bool] = mapped_column(Boolean)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("resource_key", "version_id"),
+        Index(None, "res_type", "key"),
+        Index(None, "last_updated"),
+    )
+
+
+class TokenIndexRow(Base):
+    """Token index rows (https://hl7.org/fhir/R4/search.html#token), current versions only."""
+
+    __tablename__ = "ix_token"
+
+    key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"), index=True)
+    res_type: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index(None, "res_type", "param", "code", "system"),)

@@ -1,0 +1,336 @@
+"""ResourceRepository: the only place where resource SQL lives.
+
+Create, read, vread, update, delete and history primitives over the schema in
+:mod:`dhr.store.models`, with version stamping (https://hl7.org/fhir/R4/resource.html#Meta) and
+index maintenance in the caller's transaction. Version ids are gapless: an update locks the
+resource row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write transactions are exclusive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from dhr.fhir import jsonio
+from dhr.fhir.instant import format_instant, now_micros
+from dhr.store.indexing import token_rows
+from dhr.store.models import ResourceRow, TokenIndexRow, VersionRow
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One stored version of a resource, as read back from the database."""
+
+    key: int
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: int
+    method: str
+    deleted: bool
+    data: bytes | None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One AND-ed search criterion: ``param`` matches any of ``values`` (OR)."""
+
+    param: str
+    values: tuple[str, ...]
+
+
+class StaleVersion(Exception):  # noqa: N818 - a condition, not a crash
+    """``If-Match`` named a version that is not the current one."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(current)
+        self.current = current
+
+
+_VERSION_COLUMNS = (
+    VersionRow.key,
+    VersionRow.res_type,
+    VersionRow.res_id,
+    VersionRow.version_id,
+    VersionRow.last_updated,
+    VersionRow.method,
+    VersionRow.deleted,
+    VersionRow.data,
+)
+
+
+def _stored(row: Sequence[Any]) -> StoredVersion:
+    return StoredVersion(*row)
+
+
+def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int) -> bytes:
+    """The stored bytes: ``resourceType``, ``id`` and ``meta`` first, version and time filled in."""
+    meta = dict(body.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(last_updated)
+    out: dict[str, Any] = {"resourceType": body["resourceType"], "id": res_id, "meta": meta}
+    for k, v in body.items():
+        if k not in out:
+            out[k] = v
+    return jsonio.dumps(out)
+
+
+class ResourceRepository:
+    """Storage primitives over one SQLAlchemy session (one transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
+        """The current version (possibly a deletion), or None if the id was never used."""
+        stmt = (
+            select(*_VERSION_COLUMNS)
+            .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
+            .where(
+                ResourceRow.res_type == res_type,
+                ResourceRow.res_id == res_id,
+                VersionRow.version_id == ResourceRow.version_id,
+            )
+        )
+        row = self.session.execute(stmt).first()
+        return _stored(row) if row else None
+
+    def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
+        stmt = (
+            select(*_VERSION_COLUMNS)
+            .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
+            .where(
+                ResourceRow.res_type == res_type,
+                ResourceRow.res_id == res_id,
+                VersionRow.version_id == version_id,
+            )
+        )
+        row = self.session.execute(stmt).first()
+        return _stored(row) if row else None
+
+    def exists_version(self, res_type: str, res_id: str) -> bool:
+        stmt = select(ResourceRow.key).where(
+            ResourceRow.res_type == res_type, ResourceRow.res_id == res_id
+        )
+        return self.session.execute(stmt).first() is not None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(
+        self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
+    ) -> StoredVersion:
+        """Store version 1 of a new resource with a fresh id."""
+        now = now_micros()
+        key = self.session.execute(
+            insert(ResourceRow)
+            .values(res_type=res_type, res_id=res_id, version_id=1, deleted=False, last_updated=now)
+            .returning(ResourceRow.key)
+        ).scalar_one()
+        return self._add_version(key, res_type, res_id, 1, now, method, body)
+
+    def put(
+        self,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        if_match: int | None = None,
+        method: str = "PUT",
+    ) -> tuple[StoredVersion, bool]:
+        """Update (or create with this id). Returns the new version and whether it was created.
+
+        Raises :class:`StaleVersion` when ``if_match`` is not the current version.
+        """
+        key, current, deleted, last = self._lock_or_insert(res_type, res_id)
+        if if_match is not None and (if_match != current or deleted):
+            raise StaleVersion(None if current == 0 else current)
+        version_id = current + 1
+        now = max(now_micros(), last + 1)
+        self.session.execute(
+            update(ResourceRow)
+            .where(ResourceRow.key == key)
+            .values(version_id=version_id, deleted=False, last_updated=now)
+        )
+        self.session.execute(delete(TokenIndexRow).where(TokenIndexRow.resource_key == key))
+        stored = self._add_version(key, res_type, res_id, version_id, now, method, body)
+        return stored, current == 0 or deleted
+
+    def delete(
+        self, res_type: str, res_id: str, if_match: int | None = None
+    ) -> StoredVersion | None:
+        """Record a deletion as a new version; None when there was nothing live to delete."""
+        locked = self._lock(res_type, res_id)
+        if locked is None:
+            if if_match is not None:
+                raise StaleVersion(None)
+            return None
+        key, current, deleted, last = locked
+        if if_match is not None and if_match != current:
+            raise StaleVersion(current)
+        if deleted:
+            return None
+        version_id = current + 1
+        now = max(now_micros(), last + 1)
+        self.session.execute(
+            update(ResourceRow)
+            .where(ResourceRow.key == key)
+            .values(version_id=version_id, deleted=True, last_updated=now)
+        )
+        self.session.execute(delete(TokenIndexRow).where(TokenIndexRow.resource_key == key))
+        self.session.execute(
+            insert(VersionRow).values(
+                resource_key=key,
+                res_type=res_type,
+                res_id=res_id,
+                version_id=version_id,
+                last_updated=now,
+                method="DELETE",
+                deleted=True,
+                data=None,
+            )
+        )
+        return self.read_current(res_type, res_id)
+
+    def _add_version(
+        self,
+        key: int,
+        res_type: str,
+        res_id: str,
+        version_id: int,
+        now: int,
+        method: str,
+        body: dict[str, Any],
+    ) -> StoredVersion:
+        data = stamp(body, res_id, version_id, now)
+        vkey = self.session.execute(
+            insert(VersionRow)
+            .values(
+                resource_key=key,
+                res_type=res_type,
+                res_id=res_id,
+                version_id=version_id,
+                last_updated=now,
+                method=method,
+                deleted=False,
+                data=data,
+            )
+            .returning(VersionRow.key)
+        ).scalar_one()
+        rows = token_rows(res_type, body)
+        if rows:
+            self.session.execute(
+                insert(TokenIndexRow),
+                [
+                    {"resource_key": key, "res_type": res_type, "param": p, "system": s, "code": c}
+                    for p, s, c in rows
+                ],
+            )
+        return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
+
+    def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
+        stmt = (
+            select(
+                ResourceRow.key,
+                ResourceRow.version_id,
+                ResourceRow.deleted,
+                ResourceRow.last_updated,
+            )
+            .where(ResourceRow.res_type == res_type, ResourceRow.res_id == res_id)
+            .with_for_update()
+        )
+        row = self.session.execute(stmt).first()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    def _lock_or_insert(self, res_type: str, res_id: str) -> tuple[int, int, bool, int]:
+        """Lock the resource row, inserting a version-0 placeholder first if there is none."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        self.session.execute(
+            dialect_insert(ResourceRow)
+            .values(res_type=res_type, res_id=res_id, version_id=0, deleted=False, last_updated=0)
+            .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+        )
+        locked = self._lock(res_type, res_id)
+        assert locked is not None  # inserted above or present already
+        return locked
+
+    # -- criteria (conditional interactions; the search issue generalises this) -----------
+
+    def find_ids(self, res_type: str, criteria: Sequence[Criterion], limit: int = 2) -> list[str]:
+        """Ids of live resources of ``res_type`` matching every criterion (at most ``limit``)."""
+        stmt = select(ResourceRow.res_id).where(
+            ResourceRow.res_type == res_type,
+            ResourceRow.deleted.is_(False),
+            ResourceRow.version_id > 0,
+        )
+        for crit in criteria:
+            if crit.param == "_id":
+                stmt = stmt.where(ResourceRow.res_id.in_(crit.values))
+            else:
+                stmt = stmt.where(_token_exists(res_type, crit))
+        return [str(x) for x in self.session.execute(stmt.limit(limit)).scalars()]
+
+    # -- history -------------------------------------------------------------------------
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        since: int | None,
+        at: tuple[int, int] | None,
+        count: int,
+        before_key: int | None,
+    ) -> list[StoredVersion]:
+        """Versions newest first (by server-wide write order), ``count`` at most."""
+        stmt = select(*_VERSION_COLUMNS)
+        if res_type is not None:
+            stmt = stmt.where(VersionRow.res_type == res_type)
+        if res_id is not None:
+            owner = select(ResourceRow.key).where(
+                ResourceRow.res_type == res_type, ResourceRow.res_id == res_id
+            )
+            stmt = stmt.where(VersionRow.resource_key == owner.scalar_subquery())
+        if since is not None:
+            stmt = stmt.where(VersionRow.last_updated >= since)
+        if at is not None:
+            start, end = at
+            later = VersionRow.__table__.alias("later")
+            stmt = stmt.where(
+                VersionRow.last_updated < end,
+                ~exists().where(
+                    later.c.resource_key == VersionRow.resource_key,
+                    later.c.version_id == VersionRow.version_id + 1,
+                    later.c.last_updated <= start,
+                ),
+            )
+        if before_key is not None:
+            stmt = stmt.where(VersionRow.key < before_key)
+        rows = self.session.execute(stmt.order_by(VersionRow.key.desc()).limit(count)).all()
+        return [_stored(r) for r in rows]
+
+
+def _token_exists(res_type: str, crit: Criterion) -> Any:
+    alternatives = []
+    for value in crit.values:
+        system, sep, code = value.partition("|")
+        cond = [TokenIndexRow.resource_key == ResourceRow.key, TokenIndexRow.param == crit.param]
+        if not sep:
+            cond.append(TokenIndexRow.code == value)
+        elif system == "":
+            cond += [TokenIndexRow.code == code, TokenIndexRow.system.is_(None)]
+        elif code == "":
+            cond.append(TokenIndexRow.system == system)
+        else:
+            cond += [TokenIndexRow.code == code, TokenIndexRow.system == system]
+        alternatives.append(and_(*cond))
+    return exists().where(TokenIndexRow.res_type == res_type, or_(*alternatives))
