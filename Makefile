@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/dhr serve --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check dhr consent tests bench
-	$(BIN)/ruff format --check dhr consent tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -21,7 +21,7 @@ def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         text = str(exc)
-        if "recursion" in text.lower():
+        if "recursion" in text.lower() or "depth limit" in text.lower():
             raise bad_request(
                 f"The {what} is nested too deeply to be a FHIR resource", "json-too-deep"
             ) from None

@@ -12,20 +12,11 @@ from pydantic import ValidationError
 
 from dhr.errors import FhirError, Issue, bad_request, invalid_resource
 from dhr.fhir.ids import check_id
+from dhr.fhir.strict import strict_issues
 from dhr.fhir.types import check_type, model_class
+from dhr.fhir.validate_paths import element_path
 
 MAX_ISSUES = 50
-
-
-def element_path(type_name: str, loc: tuple[int | str, ...]) -> str:
-    """``('name', 0, 'family')`` -> ``Patient.name[0].family``."""
-    path = type_name
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}"
-    return path
 
 
 def _issues(type_name: str, exc: ValidationError) -> tuple[Issue, ...]:
@@ -73,9 +64,12 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
             raise bad_request("Resource.id must be a string", "invalid-id", f"{rtype}.id")
         check_id(rid, "Resource id")
     try:
-        model_class(rtype).model_validate(data)
+        model = model_class(rtype).model_validate(data)
     except ValidationError as exc:
         raise invalid_resource(_issues(rtype, exc), f"The {rtype} is not valid FHIR R4") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise invalid_resource((), f"The {rtype} is not valid FHIR R4: {exc}") from None
+    problems = strict_issues(rtype, data, model)
+    if problems:
+        raise invalid_resource(tuple(problems), f"The {rtype} is not valid FHIR R4 JSON")
     return rtype

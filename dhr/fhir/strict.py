@@ -1,0 +1,89 @@
+"""The JSON rules the R4B models let through (https://hl7.org/fhir/R4/json.html#primitive).
+
+pydantic coerces ``"true"`` to ``True`` and ``"5"`` to ``5`` and does not check required-binding
+codes, but FHIR JSON says booleans are JSON booleans, integers and decimals are JSON numbers,
+everything else is a JSON string, and a code with a required binding must be one of its values.
+This walks the accepted JSON beside the validated model and reports what breaks those rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from dhr.errors import Issue
+from dhr.fhir.validate_paths import element_path
+
+MAX_ISSUES = 50
+# Code lists in the models that are not value sets (parsed from prose): never enforced.
+NOT_A_VALUE_SET = frozenset({("CapabilityStatement", "format")})
+
+
+def strict_issues(res_type: str, raw: dict[str, Any], model: BaseModel) -> list[Issue]:
+    """Issues for primitives of the wrong JSON type and codes outside their required value set."""
+    issues: list[Issue] = []
+    _walk(raw, model, (), res_type, issues)
+    return issues
+
+
+def _walk(
+    raw: dict[str, Any],
+    model: BaseModel,
+    loc: tuple[int | str, ...],
+    res_type: str,
+    issues: list[Issue],
+) -> None:
+    fields = type(model).model_fields
+    for name, info in fields.items():
+        alias = info.alias or name
+        if alias not in raw or len(issues) >= MAX_ISSUES:
+            continue
+        value = getattr(model, name, None)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        allowed = extra.get("enum_values")
+        if (type(model).__name__, alias) in NOT_A_VALUE_SET:
+            allowed = None
+        raw_value = raw[alias]
+        if isinstance(value, list) and isinstance(raw_value, list):
+            for i, (item, raw_item) in enumerate(zip(value, raw_value, strict=False)):
+                _check(raw_item, item, (*loc, alias, i), allowed, res_type, issues)
+        else:
+            _check(raw_value, value, (*loc, alias), allowed, res_type, issues)
+
+
+def _check(
+    raw: Any,
+    value: Any,
+    loc: tuple[int | str, ...],
+    allowed: Any,
+    res_type: str,
+    issues: list[Issue],
+) -> None:
+    if isinstance(value, BaseModel):
+        if isinstance(raw, dict):
+            _walk(raw, value, loc, res_type, issues)
+        return
+    problem = _primitive_problem(raw, value)
+    # The models list a binding's codes in full, or cut the list with "+" (then we cannot tell).
+    complete = isinstance(allowed, list) and "+" not in allowed
+    if problem is None and complete and isinstance(raw, str) and raw not in allowed:
+        problem = f"{raw!r} is not one of the required codes ({', '.join(map(str, allowed))})"
+    if problem:
+        path = element_path(res_type, loc)
+        issues.append(Issue("error", "value", f"{path}: {problem}", (path,), "invalid-element"))
+
+
+def _primitive_problem(raw: Any, value: Any) -> str | None:
+    if value is None or isinstance(raw, dict | list):
+        return None
+    if isinstance(value, bool):
+        return None if isinstance(raw, bool) else "a boolean must be JSON true or false"
+    if isinstance(value, int | float | Decimal):
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        return None if ok else "a number must be a JSON number, not a string"
+    if isinstance(value, str | dt.date | dt.datetime | dt.time | bytes):
+        return None if isinstance(raw, str) else "this element must be a JSON string"
+    return None

@@ -1,0 +1,130 @@
+"""Bad input always gets a clear 4xx OperationOutcome, never a 500, a hang or a partial write.
+
+https://hl7.org/fhir/R4/http.html#Status-codes, https://hl7.org/fhir/R4/json.html
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.helpers import assert_outcome, created_id, patient
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message_code"),
+    [
+        (b"{not json", "invalid-json"),
+        (b"", "empty-body"),
+        (b"[1, 2]", "not-an-object"),
+        (b'{"resourceType": "Patient", "name": "\xff\xfe"}', "invalid-utf8"),
+        (b"[" * 10_000 + b"]" * 10_000, "json-too-deep"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "json-too-deep"),
+    ],
+)
+def test_unparsable_bodies_are_400(client: httpx.Client, body: bytes, message_code: str) -> None:
+    response = client.post("Patient", content=body, headers=FHIR)
+    outcome = assert_outcome(response, 400)
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == message_code
+    assert client.get("Patient/_history").json().get("entry", []) == []
+
+
+def test_invalid_elements_are_named_in_issue_expression(client: httpx.Client) -> None:
+    bad_date = client.post("Patient", json=patient(birthDate="1980-02-31x", name=[{"family": 7}]))
+    outcome = assert_outcome(bad_date, 400)
+    expressions = {e for issue in outcome["issue"] for e in issue.get("expression", [])}
+    assert {"Patient.birthDate", "Patient.name[0].family"} <= expressions
+    assert_outcome(
+        client.post("Patient", json=patient(gender="robot")), 400, expression="Patient.gender"
+    )
+
+
+def test_primitives_must_have_their_json_types(client: httpx.Client) -> None:
+    assert_outcome(
+        client.post("Patient", json=patient(active="true")), 400, expression="Patient.active"
+    )
+    assert_outcome(
+        client.post("Patient", json=patient(multipleBirthInteger="2")),
+        400,
+        expression="Patient.multipleBirthInteger",
+    )
+    assert (
+        client.post("Patient", json=patient(active=True, multipleBirthInteger=2)).status_code == 201
+    )
+
+
+def test_unknown_elements_and_missing_required_ones_are_refused(client: httpx.Client) -> None:
+    assert_outcome(
+        client.post("Patient", json=patient(favouriteColour="blue")),
+        400,
+        expression="Patient.favouriteColour",
+    )
+    assert_outcome(
+        client.post("Observation", json={"resourceType": "Observation", "status": "final"}),
+        400,
+        code="required",
+        expression="Observation.code",
+    )
+
+
+def test_a_body_of_another_type_than_the_url_is_refused(client: httpx.Client) -> None:
+    response = client.post("Observation", json=patient())
+    assert_outcome(response, 400, expression="resourceType")
+    assert_outcome(client.post("Patient", json={"name": []}), 400, expression="resourceType")
+
+
+@pytest.mark.parametrize("bad_id", ["a" * 65, "has space", "bad_underscore", "ünïcode"])
+def test_ids_outside_the_fhir_id_pattern_are_400(client: httpx.Client, bad_id: str) -> None:
+    response = client.put(f"Patient/{bad_id}", json=patient(id=bad_id))
+    assert_outcome(response, 400)
+
+
+def test_unknown_and_r4b_dropped_types_say_so(client: httpx.Client) -> None:
+    unknown = assert_outcome(client.get("Spaceship/1"), 404)
+    assert "Unknown resource type" in unknown["issue"][0]["diagnostics"]
+    dropped = assert_outcome(
+        client.post("MedicinalProduct", json={"resourceType": "MedicinalProduct"}), 404
+    )
+    assert "R4B" in dropped["issue"][0]["diagnostics"]
+    in_body = client.post("Patient", json={"resourceType": "Spaceship"})
+    assert_outcome(in_body, 400)
+
+
+def test_a_body_over_the_size_limit_is_413(client: httpx.Client) -> None:
+    big = patient(
+        text={
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * 3_000_000 + "</div>",
+        }
+    )
+    assert_outcome(client.post("Patient", json=big), 413)
+
+
+def test_xml_is_refused_with_406_and_415(client: httpx.Client) -> None:
+    assert_outcome(client.get("metadata", headers={"Accept": "application/fhir+xml"}), 406)
+    assert_outcome(client.get("metadata", params={"_format": "xml"}), 406)
+    xml = b'<Patient xmlns="http://hl7.org/fhir"/>'
+    assert_outcome(
+        client.post("Patient", content=xml, headers={"Content-Type": "application/fhir+xml"}), 415
+    )
+
+
+def test_json_format_variants_are_accepted(client: httpx.Client) -> None:
+    for fmt in ("json", "application/fhir+json", "application/json"):
+        assert client.get("metadata", params={"_format": fmt}).status_code == 200
+    assert client.get("metadata", headers={"Accept": "text/html,*/*;q=0.8"}).status_code == 200
+
+
+def test_unsupported_interactions_are_405_or_404(client: httpx.Client) -> None:
+    pid = created_id(client.post("Patient", json=patient()))
+    assert_outcome(client.post(f"Patient/{pid}", json=patient()), 405)
+    assert_outcome(client.post("Patient/$no-such-operation", json={}), 404)
+    assert_outcome(client.get(f"Patient/{pid}/_history/1/extra"), 400)
+    assert_outcome(client.put("Patient/x", content=b"{}", headers={"If-Match": "banana"}), 400)
+
+
+def test_bad_summary_value_is_400(client: httpx.Client) -> None:
+    pid = created_id(client.post("Patient", json=patient()))
+    assert_outcome(client.get(f"Patient/{pid}", params={"_summary": "everything"}), 400)
