@@ -12,9 +12,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from dhr.api.http import negotiate
 from dhr.api.message import FhirRequest, FhirResponse
@@ -41,8 +40,8 @@ class Services:
     settings: Settings
     engine: Engine
 
-    def context(self, session: Session, principal: Principal = OPEN_ACCESS) -> RequestContext:
-        repo = EnforcingRepository(ResourceRepository(session), principal)
+    def context(self, conn: Connection, principal: Principal = OPEN_ACCESS) -> RequestContext:
+        repo = EnforcingRepository(ResourceRepository(conn), principal)
         return RequestContext(str(uuid.uuid4()), self.settings, repo)
 
 
@@ -92,7 +91,9 @@ def resolve(req: FhirRequest) -> Route:
     res_id = check_id(second)
     if n == 2:
         table = {
-            "GET": Route("read", lambda c, r: read.read(c, r, res_type, res_id), False),
+            "GET": Route(
+                "read", lambda c, r: read.read(c, r, res_type, res_id), False, single_statement=True
+            ),
             "PUT": Route("update", lambda c, r: update.update(c, r, res_type, res_id), True),
             "DELETE": Route("delete", lambda c, r: delete.delete(c, r, res_type, res_id), True),
             "PATCH": Route("patch", lambda c, r: patch.patch(c, r, res_type, res_id), True),
@@ -106,7 +107,12 @@ def resolve(req: FhirRequest) -> Route:
                 "history-instance", lambda c, r: history.history(c, r, res_type, res_id), False
             )
         vid = seg[3]
-        return Route("vread", lambda c, r: vread.vread(c, r, res_type, res_id, vid), False)
+        return Route(
+            "vread",
+            lambda c, r: vread.vread(c, r, res_type, res_id, vid),
+            False,
+            single_statement=True,
+        )
     if seg[2].startswith("$") and n == 3:
         return operations.route_instance(res_type, res_id, seg[2][1:], m)
     raise bad_request(f"{req.method} /{req.path[:120]} is not a FHIR interaction", "unknown-path")
@@ -132,8 +138,8 @@ def handle(services: Services, req: FhirRequest) -> FhirResponse:
         route = resolve(req)
         if route.bundle:
             return _bundle_processor[0](services, req)
-        with unit_of_work(services.engine, write=route.write) as session:
-            response = route.run(services.context(session), req)
+        with unit_of_work(services.engine, route.write, route.single_statement) as conn:
+            response = route.run(services.context(conn), req)
     except FhirError as exc:
         return error_response(exc)
     except DBAPIError as exc:

@@ -17,3 +17,4 @@ class Route:
     run: Handler
     write: bool
     bundle: bool = False
+    single_statement: bool = False  # runs exactly one SELECT: no transaction needed

@@ -15,14 +15,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from dhr.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_WRITE_TXN: contextvars.ContextVar[bool] = contextvars.ContextVar("dhr_write_txn", default=False)
+# How the next SQLite transaction begins: "write" (IMMEDIATE), "read" (deferred) or "none".
+_TXN_MODE: contextvars.ContextVar[str] = contextvars.ContextVar("dhr_txn_mode", default="read")
+_BEGIN = {"write": "BEGIN IMMEDIATE", "read": "BEGIN"}
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -42,7 +43,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800, pool_use_lifo=True
+    )
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -57,7 +60,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE_TXN.get() else "BEGIN")
+        begin = _BEGIN.get(_TXN_MODE.get())
+        if begin:
+            conn.exec_driver_sql(begin)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -81,11 +86,24 @@ def engine_for(settings: Settings) -> Engine:
 
 
 @contextmanager
-def unit_of_work(engine: Engine, write: bool) -> Iterator[Session]:
-    """One transaction: commit when the block succeeds, roll back on any exception."""
-    token = _WRITE_TXN.set(write)
+def unit_of_work(
+    engine: Engine, write: bool, single_statement: bool = False
+) -> Iterator[Connection]:
+    """One transaction: commit when the block succeeds, roll back on any exception.
+
+    A read that runs exactly one statement (read, vread) skips BEGIN/COMMIT altogether: one
+    statement is its own consistent snapshot, and on PostgreSQL that saves two round trips.
+    """
+    autocommit = single_statement and not write
+    token = _TXN_MODE.set("write" if write else "none" if autocommit else "read")
     try:
-        with Session(engine, expire_on_commit=False, autoflush=False) as session, session.begin():
-            yield session
+        if autocommit:
+            # SQLite's driver already runs in autocommit mode here (BEGIN is ours to send).
+            options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+            with engine.connect().execution_options(**options) as conn:
+                yield conn
+        else:
+            with engine.begin() as conn:
+                yield conn
     finally:
-        _WRITE_TXN.reset(token)
+        _TXN_MODE.reset(token)

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Dialect
 
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
@@ -72,6 +84,58 @@ def _stored(row: Sequence[Any]) -> StoredVersion:
     return StoredVersion(*row)
 
 
+# Statements built once; only their parameters change per call (compiled-cache friendly).
+_READ_CURRENT = (
+    select(*_VERSION_COLUMNS)
+    .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
+    .where(
+        ResourceRow.res_type == bindparam("t"),
+        ResourceRow.res_id == bindparam("i"),
+        VersionRow.version_id == ResourceRow.version_id,
+    )
+)
+_READ_VERSION = (
+    select(*_VERSION_COLUMNS)
+    .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
+    .where(
+        ResourceRow.res_type == bindparam("t"),
+        ResourceRow.res_id == bindparam("i"),
+        VersionRow.version_id == bindparam("v"),
+    )
+)
+_INSERT_RESOURCE = (
+    insert(ResourceRow)
+    .values(
+        {c: bindparam(c) for c in ("res_type", "res_id", "version_id", "deleted", "last_updated")}
+    )
+    .returning(ResourceRow.key)
+)
+_VERSION_FIELDS = (
+    "resource_key",
+    "res_type",
+    "res_id",
+    "version_id",
+    "last_updated",
+    "method",
+    "deleted",
+    "data",
+)
+_INSERT_VERSION = (
+    insert(VersionRow).values({c: bindparam(c) for c in _VERSION_FIELDS}).returning(VersionRow.key)
+)
+_LOCK = (
+    select(ResourceRow.key, ResourceRow.version_id, ResourceRow.deleted, ResourceRow.last_updated)
+    .where(ResourceRow.res_type == bindparam("t"), ResourceRow.res_id == bindparam("i"))
+    .with_for_update()
+)
+_SET_CURRENT = (
+    update(ResourceRow)
+    .where(ResourceRow.key == bindparam("k"))
+    .values(version_id=bindparam("v"), deleted=bindparam("d"), last_updated=bindparam("lu"))
+)
+_DROP_TOKENS = delete(TokenIndexRow).where(TokenIndexRow.resource_key == bindparam("k"))
+
+
 def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int) -> bytes:
     """The stored bytes: ``resourceType``, ``id`` and ``meta`` first, version and time filled in."""
     meta = dict(body.get("meta") or {})
@@ -84,47 +148,58 @@ def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int)
     return jsonio.dumps(out)
 
 
-class ResourceRepository:
-    """Storage primitives over one SQLAlchemy session (one transaction)."""
+_HOT: dict[str, Any] = {
+    "read_current": _READ_CURRENT,
+    "read_version": _READ_VERSION,
+    "insert_resource": _INSERT_RESOURCE,
+    "insert_version": _INSERT_VERSION,
+    "lock": _LOCK,
+    "set_current": _SET_CURRENT,
+    "drop_tokens": _DROP_TOKENS,
+}
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.dialect = session.get_bind().dialect.name
+
+@cache
+def _driver_sql(stmt_name: str, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """A hot statement compiled once per engine dialect to driver SQL and its parameter order."""
+    compiled = _HOT[stmt_name].compile(dialect=dialect)
+    if compiled.positiontup is not None:
+        return str(compiled), tuple(compiled.positiontup)
+    return str(compiled), ()
+
+
+class ResourceRepository:
+    """Storage primitives over one database connection (one unit of work)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
 
     # -- reads ---------------------------------------------------------------------------
 
     def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
         """The current version (possibly a deletion), or None if the id was never used."""
-        stmt = (
-            select(*_VERSION_COLUMNS)
-            .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
-            .where(
-                ResourceRow.res_type == res_type,
-                ResourceRow.res_id == res_id,
-                VersionRow.version_id == ResourceRow.version_id,
-            )
-        )
-        row = self.session.execute(stmt).first()
+        row = self._hot("read_current", {"t": res_type, "i": res_id})
         return _stored(row) if row else None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
-        stmt = (
-            select(*_VERSION_COLUMNS)
-            .join(ResourceRow, VersionRow.resource_key == ResourceRow.key)
-            .where(
-                ResourceRow.res_type == res_type,
-                ResourceRow.res_id == res_id,
-                VersionRow.version_id == version_id,
-            )
-        )
-        row = self.session.execute(stmt).first()
+        row = self._hot("read_version", {"t": res_type, "i": res_id, "v": version_id})
         return _stored(row) if row else None
 
-    def exists_version(self, res_type: str, res_id: str) -> bool:
-        stmt = select(ResourceRow.key).where(
-            ResourceRow.res_type == res_type, ResourceRow.res_id == res_id
-        )
-        return self.session.execute(stmt).first() is not None
+    def _exec(self, name: str, params: dict[str, Any]) -> CursorResult[Any]:
+        """Run a hot statement as precompiled driver SQL (skips per-call statement processing)."""
+        sql, order = _driver_sql(name, self.conn.dialect)
+        args: Any = tuple(params[k] for k in order) if order else params
+        return self.conn.exec_driver_sql(sql, args)
+
+    def _hot(self, name: str, params: dict[str, Any]) -> Sequence[Any] | None:
+        """A hot version read, normalised across drivers."""
+        row: Sequence[Any] | None = self._exec(name, params).first()
+        if row is None:
+            return None
+        # SQLite hands back 0/1 for booleans; PostgreSQL may hand back a memoryview for BYTEA.
+        data = row[7]
+        return (*row[:6], bool(row[6]), bytes(data) if data is not None else None)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -133,11 +208,14 @@ class ResourceRepository:
     ) -> StoredVersion:
         """Store version 1 of a new resource with a fresh id."""
         now = now_micros()
-        key = self.session.execute(
-            insert(ResourceRow)
-            .values(res_type=res_type, res_id=res_id, version_id=1, deleted=False, last_updated=now)
-            .returning(ResourceRow.key)
-        ).scalar_one()
+        values = {
+            "res_type": res_type,
+            "res_id": res_id,
+            "version_id": 1,
+            "deleted": False,
+            "last_updated": now,
+        }
+        key = self._exec("insert_resource", values).scalar_one()
         return self._add_version(key, res_type, res_id, 1, now, method, body)
 
     def put(
@@ -157,12 +235,9 @@ class ResourceRepository:
             raise StaleVersion(None if current == 0 else current)
         version_id = current + 1
         now = max(now_micros(), last + 1)
-        self.session.execute(
-            update(ResourceRow)
-            .where(ResourceRow.key == key)
-            .values(version_id=version_id, deleted=False, last_updated=now)
-        )
-        self.session.execute(delete(TokenIndexRow).where(TokenIndexRow.resource_key == key))
+        self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now})
+        if current:
+            self._exec("drop_tokens", {"k": key})
         stored = self._add_version(key, res_type, res_id, version_id, now, method, body)
         return stored, current == 0 or deleted
 
@@ -182,25 +257,20 @@ class ResourceRepository:
             return None
         version_id = current + 1
         now = max(now_micros(), last + 1)
-        self.session.execute(
-            update(ResourceRow)
-            .where(ResourceRow.key == key)
-            .values(version_id=version_id, deleted=True, last_updated=now)
-        )
-        self.session.execute(delete(TokenIndexRow).where(TokenIndexRow.resource_key == key))
-        self.session.execute(
-            insert(VersionRow).values(
-                resource_key=key,
-                res_type=res_type,
-                res_id=res_id,
-                version_id=version_id,
-                last_updated=now,
-                method="DELETE",
-                deleted=True,
-                data=None,
-            )
-        )
-        return self.read_current(res_type, res_id)
+        self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
+        self._exec("drop_tokens", {"k": key})
+        values = {
+            "resource_key": key,
+            "res_type": res_type,
+            "res_id": res_id,
+            "version_id": version_id,
+            "last_updated": now,
+            "method": "DELETE",
+            "deleted": True,
+            "data": None,
+        }
+        vkey = self._exec("insert_version", values).scalar_one()
+        return StoredVersion(vkey, res_type, res_id, version_id, now, "DELETE", True, None)
 
     def _add_version(
         self,
@@ -213,23 +283,20 @@ class ResourceRepository:
         body: dict[str, Any],
     ) -> StoredVersion:
         data = stamp(body, res_id, version_id, now)
-        vkey = self.session.execute(
-            insert(VersionRow)
-            .values(
-                resource_key=key,
-                res_type=res_type,
-                res_id=res_id,
-                version_id=version_id,
-                last_updated=now,
-                method=method,
-                deleted=False,
-                data=data,
-            )
-            .returning(VersionRow.key)
-        ).scalar_one()
+        values = {
+            "resource_key": key,
+            "res_type": res_type,
+            "res_id": res_id,
+            "version_id": version_id,
+            "last_updated": now,
+            "method": method,
+            "deleted": False,
+            "data": data,
+        }
+        vkey = self._exec("insert_version", values).scalar_one()
         rows = token_rows(res_type, body)
         if rows:
-            self.session.execute(
+            self.conn.execute(
                 insert(TokenIndexRow),
                 [
                     {"resource_key": key, "res_type": res_type, "param": p, "system": s, "code": c}
@@ -239,23 +306,20 @@ class ResourceRepository:
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
-        stmt = (
-            select(
-                ResourceRow.key,
-                ResourceRow.version_id,
-                ResourceRow.deleted,
-                ResourceRow.last_updated,
-            )
-            .where(ResourceRow.res_type == res_type, ResourceRow.res_id == res_id)
-            .with_for_update()
-        )
-        row = self.session.execute(stmt).first()
-        return (row[0], row[1], row[2], row[3]) if row else None
+        row: Sequence[Any] | None = self._exec("lock", {"t": res_type, "i": res_id}).first()
+        return (int(row[0]), int(row[1]), bool(row[2]), int(row[3])) if row else None
 
     def _lock_or_insert(self, res_type: str, res_id: str) -> tuple[int, int, bool, int]:
-        """Lock the resource row, inserting a version-0 placeholder first if there is none."""
+        """Lock the resource row, inserting a version-0 placeholder first if there is none.
+
+        ``ON CONFLICT DO NOTHING`` makes two concurrent creators of one id queue on the row
+        instead of one of them failing on the unique constraint.
+        """
+        locked = self._lock(res_type, res_id)
+        if locked is not None:
+            return locked
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        self.session.execute(
+        self.conn.execute(
             dialect_insert(ResourceRow)
             .values(res_type=res_type, res_id=res_id, version_id=0, deleted=False, last_updated=0)
             .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
@@ -278,7 +342,7 @@ class ResourceRepository:
                 stmt = stmt.where(ResourceRow.res_id.in_(crit.values))
             else:
                 stmt = stmt.where(_token_exists(res_type, crit))
-        return [str(x) for x in self.session.execute(stmt.limit(limit)).scalars()]
+        return [str(x) for x in self.conn.execute(stmt.limit(limit)).scalars()]
 
     # -- history -------------------------------------------------------------------------
 
@@ -315,7 +379,7 @@ class ResourceRepository:
             )
         if before_key is not None:
             stmt = stmt.where(VersionRow.key < before_key)
-        rows = self.session.execute(stmt.order_by(VersionRow.key.desc()).limit(count)).all()
+        rows = self.conn.execute(stmt.order_by(VersionRow.key.desc()).limit(count)).all()
         return [_stored(r) for r in rows]
 
 
