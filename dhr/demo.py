@@ -1,12 +1,81 @@
-"""Demo data for ``make run`` (in progress)."""
+"""Demo data for ``make run`` (``dhr serve --demo``): load :mod:`dhr.demo_data` once.
+
+Each resource goes through :func:`dhr.api.dispatch.handle` like any API request: a read
+(https://hl7.org/fhir/R4/http.html#read) to see whether it is already there unchanged, and an
+update with its fixed id (https://hl7.org/fhir/R4/http.html#update) only when it is missing or
+different, so starting the server again adds no versions and never duplicates.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from sqlalchemy import Engine
 
+from dhr.api.dispatch import Services, handle
+from dhr.api.http import FHIR_JSON
+from dhr.api.message import FhirRequest
 from dhr.config import Settings
+from dhr.demo_data import demo_resources
+from dhr.loader import outcome_text
+
+CREDENTIALS = "The API is open until SMART authorisation lands; no credentials needed"
+
+
+class DemoLoadError(RuntimeError):
+    """A demo resource was refused: a bug in the demo data or in the server."""
+
+
+def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def _sync(services: Services, resource: dict[str, Any]) -> str:
+    """Make the stored resource equal the demo one: ``created``, ``updated`` or ``unchanged``."""
+    path = f"{resource['resourceType']}/{resource['id']}"
+    current = handle(services, FhirRequest("GET", path))
+    if current.status == 200 and _without_meta(current.body_json() or {}) == resource:
+        return "unchanged"
+    headers = {"content-type": FHIR_JSON, "prefer": "return=minimal"}
+    response = handle(services, FhirRequest("PUT", path, headers=headers, parsed_body=resource))
+    if response.status >= 300:
+        raise DemoLoadError(f"PUT {path}: {response.status} {outcome_text(response.body_json())}")
+    return "created" if response.status == 201 else "updated"
 
 
 def load_demo(settings: Settings, engine: Engine) -> str:
-    del engine
-    return f"No demo data yet. Try: curl {settings.fhir_base}/metadata"
+    """Load the demo set (idempotently) and return the start-up text that describes it."""
+    from dhr.store import db
+
+    if db.is_empty(engine):
+        db.upgrade(engine)
+    services = Services(settings, engine)
+    resources = demo_resources()
+    outcomes = Counter(_sync(services, dict(r)) for r in resources)
+    per_type = Counter(str(r["resourceType"]) for r in resources)
+    base = settings.fhir_base
+    patients = [r for r in resources if r["resourceType"] == "Patient"]
+    first = patients[0]
+    nhs = first["identifier"][0]
+    done = ", ".join(f"{n} {k}" for k, n in outcomes.items())
+    lines = [
+        f"Demo data: {len(resources)} resources ({done}):",
+        "  " + ", ".join(f"{n} {t}" for t, n in per_type.items()),
+        "  Patients: "
+        + "; ".join(
+            f"{p['name'][0]['given'][0]} {p['name'][0]['family']} "
+            f"(NHS {p['identifier'][0]['value']}, Patient/{p['id']})"
+            for p in patients
+        ),
+        "Try:",
+        f"  curl {base}/metadata",
+        f"  curl {base}/Patient/{first['id']}",
+        f"  curl {base}/Patient/{first['id']}/_history",
+        f"  curl {base}/Observation/demo-obs-olivia-bp",
+        f"  curl '{base}/Patient?identifier={nhs['system']}|{nhs['value']}'  (when search lands)",
+        f"  curl -X POST {base}/Patient -H 'Content-Type: application/fhir+json' "
+        '-d \'{"resourceType":"Patient","name":[{"family":"Test"}]}\'',
+        CREDENTIALS,
+    ]
+    return "\n".join(lines)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     UniqueConstraint,
 )
@@ -72,16 +74,114 @@ class VersionRow(Base):
     )
 
 
-class TokenIndexRow(Base):
-    """Token index rows (https://hl7.org/fhir/R4/search.html#token), current versions only."""
-
-    __tablename__ = "ix_token"
+class _IndexColumns:
+    """Columns every search index table shares (https://hl7.org/fhir/R4/search.html)."""
 
     key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"), index=True)
     res_type: Mapped[str] = mapped_column(String(64))
-    param: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str] = mapped_column(String(100))
+    grp: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    comp: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+
+
+class TokenIndexRow(_IndexColumns, Base):
+    """Token rows (https://hl7.org/fhir/R4/search.html#token); current versions only."""
+
+    __tablename__ = "ix_token"
+
     system: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    code: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    text: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (Index(None, "res_type", "param", "code", "system"),)
+
+
+class StringIndexRow(_IndexColumns, Base):
+    """String rows (https://hl7.org/fhir/R4/search.html#string)."""
+
+    __tablename__ = "ix_string"
+
+    norm: Mapped[str] = mapped_column(String(255))
+    exact: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (Index(None, "res_type", "param", "norm"),)
+
+
+class DateIndexRow(_IndexColumns, Base):
+    """Date rows as [low, high) microsecond ranges (https://hl7.org/fhir/R4/search.html#date)."""
+
+    __tablename__ = "ix_date"
+
+    low: Mapped[int] = mapped_column(BigInteger)
+    high: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index(None, "res_type", "param", "low"),
+        Index(None, "res_type", "param", "high"),
+    )
+
+
+class NumberIndexRow(_IndexColumns, Base):
+    """Number rows (https://hl7.org/fhir/R4/search.html#number)."""
+
+    __tablename__ = "ix_number"
+
+    value: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index(None, "res_type", "param", "value"),)
+
+
+class QuantityIndexRow(_IndexColumns, Base):
+    """Quantity rows (https://hl7.org/fhir/R4/search.html#quantity)."""
+
+    __tablename__ = "ix_quantity"
+
+    value: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    system: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    code: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    unit: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    __table_args__ = (Index(None, "res_type", "param", "code", "value"),)
+
+
+class ReferenceIndexRow(_IndexColumns, Base):
+    """Reference rows (https://hl7.org/fhir/R4/search.html#reference)."""
+
+    __tablename__ = "ix_reference"
+
+    target_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+    __table_args__ = (
+        Index(None, "res_type", "param", "target_id", "target_type"),
+        Index(None, "target_id", "target_type"),
+        Index(None, "res_type", "param", "url"),
+    )
+
+
+class UriIndexRow(_IndexColumns, Base):
+    """URI rows (https://hl7.org/fhir/R4/search.html#uri)."""
+
+    __tablename__ = "ix_uri"
+
+    uri: Mapped[str] = mapped_column(String(512))
+
+    __table_args__ = (Index(None, "res_type", "param", "uri"),)
+
+
+INDEX_TABLES: dict[str, type[_IndexColumns]] = {
+    "token": TokenIndexRow,
+    "string": StringIndexRow,
+    "date": DateIndexRow,
+    "number": NumberIndexRow,
+    "quantity": QuantityIndexRow,
+    "reference": ReferenceIndexRow,
+    "uri": UriIndexRow,
+}

@@ -18,7 +18,6 @@ from sqlalchemy import (
     CursorResult,
     and_,
     bindparam,
-    delete,
     exists,
     insert,
     or_,
@@ -30,7 +29,8 @@ from sqlalchemy.engine import Dialect
 
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
-from dhr.store.indexing import token_rows
+from dhr.search.extract import extract
+from dhr.store.index_writer import drop_index_rows, write_index_rows
 from dhr.store.models import ResourceRow, TokenIndexRow, VersionRow
 
 
@@ -133,7 +133,6 @@ _SET_CURRENT = (
     .where(ResourceRow.key == bindparam("k"))
     .values(version_id=bindparam("v"), deleted=bindparam("d"), last_updated=bindparam("lu"))
 )
-_DROP_TOKENS = delete(TokenIndexRow).where(TokenIndexRow.resource_key == bindparam("k"))
 
 
 def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int) -> bytes:
@@ -155,7 +154,6 @@ _HOT: dict[str, Any] = {
     "insert_version": _INSERT_VERSION,
     "lock": _LOCK,
     "set_current": _SET_CURRENT,
-    "drop_tokens": _DROP_TOKENS,
 }
 
 
@@ -237,7 +235,7 @@ class ResourceRepository:
         now = max(now_micros(), last + 1)
         self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now})
         if current:
-            self._exec("drop_tokens", {"k": key})
+            drop_index_rows(self.conn, key)
         stored = self._add_version(key, res_type, res_id, version_id, now, method, body)
         return stored, current == 0 or deleted
 
@@ -258,7 +256,7 @@ class ResourceRepository:
         version_id = current + 1
         now = max(now_micros(), last + 1)
         self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
-        self._exec("drop_tokens", {"k": key})
+        drop_index_rows(self.conn, key)
         values = {
             "resource_key": key,
             "res_type": res_type,
@@ -294,15 +292,7 @@ class ResourceRepository:
             "data": data,
         }
         vkey = self._exec("insert_version", values).scalar_one()
-        rows = token_rows(res_type, body)
-        if rows:
-            self.conn.execute(
-                insert(TokenIndexRow),
-                [
-                    {"resource_key": key, "res_type": res_type, "param": p, "system": s, "code": c}
-                    for p, s, c in rows
-                ],
-            )
+        write_index_rows(self.conn, key, res_type, extract(res_type, body))
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
