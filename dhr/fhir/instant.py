@@ -6,6 +6,7 @@ integer microseconds since the Unix epoch, UTC, which sort and compare the same 
 
 from __future__ import annotations
 
+import email.utils
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ _DATE = re.compile(
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HTTP_DATE = re.compile(r"\s*[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\s*$")
 
 
 def to_micros(moment: datetime) -> int:
@@ -36,18 +38,27 @@ def format_instant(micros: int) -> str:
     return from_micros(micros).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def format_http_date(micros: int) -> str:
-    """RFC 9110 IMF-fixdate for ``Last-Modified``."""
-    return from_micros(micros).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    """RFC 9110 IMF-fixdate for ``Last-Modified`` (English names whatever the locale)."""
+    t = from_micros(micros)
+    return (
+        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    )
 
 
 def parse_http_date(value: str) -> int | None:
     """Parse an IMF-fixdate (``If-Modified-Since``); None if it is not one."""
-    try:
-        moment = datetime.strptime(value.strip(), "%a, %d %b %Y %H:%M:%S GMT")
-    except ValueError:
+    if not value:
         return None
-    return to_micros(moment.replace(tzinfo=UTC))
+    moment = email.utils.parsedate_to_datetime(value) if _HTTP_DATE.match(value) else None
+    if moment is None:
+        return None
+    return to_micros(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
 
 
 def parse_range(value: str, what: str = "date") -> tuple[int, int]:

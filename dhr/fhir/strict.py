@@ -4,12 +4,14 @@ pydantic coerces ``"true"`` to ``True`` and ``"5"`` to ``5`` and does not check 
 codes, but FHIR JSON says booleans are JSON booleans, integers and decimals are JSON numbers,
 everything else is a JSON string, and a code with a required binding must be one of its values.
 This walks the accepted JSON beside the validated model and reports what breaks those rules.
+The per-class field plan is computed once, so the walk costs a dict lookup per element.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +22,27 @@ from dhr.fhir.validate_paths import element_path
 MAX_ISSUES = 50
 # Code lists in the models that are not value sets (parsed from prose): never enforced.
 NOT_A_VALUE_SET = frozenset({("CapabilityStatement", "format")})
+
+_STRINGY = (str, dt.date, dt.datetime, dt.time, bytes)
+_NUMBER = (int, float, Decimal)
+
+
+@cache
+def _plan(cls: type[BaseModel]) -> dict[str, tuple[str, frozenset[str] | None]]:
+    """JSON name -> (attribute name, the complete required code list or None)."""
+    plan: dict[str, tuple[str, frozenset[str] | None]] = {}
+    for name, info in cls.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        allowed = extra.get("enum_values")
+        alias = info.alias or name
+        # The models list a binding's codes in full, or cut the list with "+" (then we can't tell).
+        complete = (
+            isinstance(allowed, list)
+            and "+" not in allowed
+            and (cls.__name__, alias) not in NOT_A_VALUE_SET
+        )
+        plan[alias] = (name, frozenset(map(str, allowed)) if complete else None)  # type: ignore[arg-type]
+    return plan
 
 
 def strict_issues(res_type: str, raw: dict[str, Any], model: BaseModel) -> list[Issue]:
@@ -36,20 +59,17 @@ def _walk(
     res_type: str,
     issues: list[Issue],
 ) -> None:
-    fields = type(model).model_fields
-    for name, info in fields.items():
-        alias = info.alias or name
-        if alias not in raw or len(issues) >= MAX_ISSUES:
+    plan = _plan(type(model))
+    for alias, raw_value in raw.items():
+        entry = plan.get(alias)
+        if entry is None or len(issues) >= MAX_ISSUES:
             continue
+        name, allowed = entry
         value = getattr(model, name, None)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        allowed = extra.get("enum_values")
-        if (type(model).__name__, alias) in NOT_A_VALUE_SET:
-            allowed = None
-        raw_value = raw[alias]
-        if isinstance(value, list) and isinstance(raw_value, list):
-            for i, (item, raw_item) in enumerate(zip(value, raw_value, strict=False)):
-                _check(raw_item, item, (*loc, alias, i), allowed, res_type, issues)
+        if isinstance(value, list):
+            if isinstance(raw_value, list):
+                for i, (item, raw_item) in enumerate(zip(value, raw_value, strict=False)):
+                    _check(raw_item, item, (*loc, alias, i), allowed, res_type, issues)
         else:
             _check(raw_value, value, (*loc, alias), allowed, res_type, issues)
 
@@ -58,7 +78,7 @@ def _check(
     raw: Any,
     value: Any,
     loc: tuple[int | str, ...],
-    allowed: Any,
+    allowed: frozenset[str] | None,
     res_type: str,
     issues: list[Issue],
 ) -> None:
@@ -67,10 +87,8 @@ def _check(
             _walk(raw, value, loc, res_type, issues)
         return
     problem = _primitive_problem(raw, value)
-    # The models list a binding's codes in full, or cut the list with "+" (then we cannot tell).
-    complete = isinstance(allowed, list) and "+" not in allowed
-    if problem is None and complete and isinstance(raw, str) and raw not in allowed:
-        problem = f"{raw!r} is not one of the required codes ({', '.join(map(str, allowed))})"
+    if problem is None and allowed is not None and isinstance(raw, str) and raw not in allowed:
+        problem = f"{raw!r} is not one of the required codes ({', '.join(sorted(allowed))})"
     if problem:
         path = element_path(res_type, loc)
         issues.append(Issue("error", "value", f"{path}: {problem}", (path,), "invalid-element"))
@@ -81,9 +99,9 @@ def _primitive_problem(raw: Any, value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return None if isinstance(raw, bool) else "a boolean must be JSON true or false"
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, _NUMBER):
         ok = isinstance(raw, int | float) and not isinstance(raw, bool)
         return None if ok else "a number must be a JSON number, not a string"
-    if isinstance(value, str | dt.date | dt.datetime | dt.time | bytes):
+    if isinstance(value, _STRINGY):
         return None if isinstance(raw, str) else "this element must be a JSON string"
     return None

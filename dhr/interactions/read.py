@@ -24,7 +24,7 @@ def read(ctx: RequestContext, req: FhirRequest, res_type: str, res_id: str) -> F
     unchanged = if_none_match is not None and if_none_match.strip() != "*"
     if unchanged and parse_etag(if_none_match) == stored.version_id:
         return FhirResponse(304, headers=version_headers(ctx, stored, False))
-    since = parse_http_date(req.header("if-modified-since") or "")
+    since = parse_http_date(req.headers.get("if-modified-since", ""))
     # HTTP dates have one-second precision: unchanged means "not after that second".
     if since is not None and stored.last_updated < since + 1_000_000:
         return FhirResponse(304, headers=version_headers(ctx, stored, False))
