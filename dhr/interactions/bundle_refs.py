@@ -1,0 +1,127 @@
+"""Reference resolution inside a transaction. https://hl7.org/fhir/R4/http.html#trules
+
+A transaction maps each entry's ``fullUrl`` (``urn:uuid:``, ``urn:oid:`` or an absolute URL) to
+the ``Type/id`` the server gives it, then rewrites every ``Reference.reference`` in every entry's
+resource (however deeply nested, ``contained`` included, ``#local`` references left alone) and
+every request URL that uses one. Conditional references (``Patient?identifier=sys|val``) resolve
+to their one match (https://hl7.org/fhir/R4/http.html#trules, "conditional references").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from dhr.context import RequestContext
+from dhr.errors import FhirError, bad_request, precondition_failed
+from dhr.fhir.types import check_type
+from dhr.interactions.criteria import match_one, parse_criteria_string
+
+URN_PREFIXES = ("urn:uuid:", "urn:oid:")
+_URN_IN_TEXT = re.compile(r"urn:(?:uuid|oid):[A-Za-z0-9.\-]+")
+_CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]{1,63})\?(.+)$", re.DOTALL)
+
+
+def is_placeholder(url: str) -> bool:
+    return url.startswith(URN_PREFIXES)
+
+
+class ReferenceResolver:
+    """The ``fullUrl`` map of one transaction, plus cached conditional-reference matches."""
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+        self.targets: dict[str, str] = {}  # fullUrl (and relative alias) -> "Type/id"
+        self._conditional: dict[str, str] = {}
+
+    def add(self, full_url: str, res_type: str, res_id: str) -> None:
+        target = f"{res_type}/{res_id}"
+        self.targets[full_url] = target
+        base = self.ctx.base + "/"
+        if full_url.startswith(base):
+            alias = full_url[len(base) :]
+            if alias != target:
+                self.targets[alias] = target
+
+    def reference(self, value: str) -> str:
+        """The rewritten form of one reference value (unchanged when it needs no rewriting)."""
+        if not value or value.startswith("#"):
+            return value
+        mapped = self.targets.get(value)
+        if mapped is not None:
+            return mapped
+        if is_placeholder(value):
+            raise bad_request(
+                f"Reference {value[:100]!r} names no fullUrl of an entry in this transaction",
+                "bundle-unresolved-reference",
+            )
+        match = _CONDITIONAL.match(value)
+        if match is not None:
+            return self._resolve_conditional(value, match.group(1), match.group(2))
+        return value
+
+    def url(self, url: str) -> str:
+        """A request URL with placeholders replaced (``urn:uuid:x`` or ``Obs?subject=urn:..``)."""
+        mapped = self.targets.get(url)
+        if mapped is not None:
+            return mapped
+        if "urn:" not in url:
+            return url
+
+        def swap(found: re.Match[str]) -> str:
+            target = self.targets.get(found.group(0))
+            if target is None:
+                raise bad_request(
+                    f"Request URL {url[:100]!r} uses {found.group(0)!r}, which names no "
+                    "fullUrl of an entry in this transaction",
+                    "bundle-unresolved-reference",
+                )
+            return target
+
+        return _URN_IN_TEXT.sub(swap, url)
+
+    def _resolve_conditional(self, value: str, res_type: str, query: str) -> str:
+        cached = self._conditional.get(value)
+        if cached is not None:
+            return cached
+        try:
+            check_type(res_type)
+        except FhirError as exc:
+            raise bad_request(
+                f"Conditional reference {value[:100]!r}: {exc.diagnostics}", "bad-reference"
+            ) from None
+        what = f"Conditional reference {value[:100]!r}"
+        found = match_one(self.ctx, res_type, parse_criteria_string(query), what)
+        if found is None:
+            raise precondition_failed(f"{what} matches no {res_type}", "reference-no-match")
+        target = f"{res_type}/{found}"
+        self._conditional[value] = target
+        return target
+
+    def rewrite(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` with every ``reference`` rewritten (a new structure; input untouched)."""
+        return _walk(resource, self.reference)
+
+
+def _walk(resource: dict[str, Any], fix: Callable[[str], str]) -> dict[str, Any]:
+    """Copy ``resource`` without recursion (no depth limit), passing references through ``fix``."""
+    root: dict[str, Any] = dict(resource)
+    stack: list[dict[str, Any] | list[Any]] = [root]
+    while stack:
+        node = stack.pop()
+        items: Any = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if key == "reference" and isinstance(value, str) and isinstance(node, dict):
+                new = fix(value)
+                if new != value:
+                    node[key] = new
+            elif isinstance(value, dict):
+                copy_d = dict(value)
+                node[key] = copy_d
+                stack.append(copy_d)
+            elif isinstance(value, list):
+                copy_l = list(value)
+                node[key] = copy_l
+                stack.append(copy_l)
+    return root

@@ -1,0 +1,223 @@
+"""FHIR transaction: every entry in one database transaction, all or nothing.
+
+https://hl7.org/fhir/R4/http.html#transaction and #trules. Entries run in the order the spec
+sets (DELETE, then POST, then PUT/PATCH, then GET/HEAD) inside one unit of work; the first
+failing entry aborts the whole transaction, which rolls back, and the client gets that entry's
+status with an OperationOutcome naming ``Bundle.entry[n]``. Nothing commits before the end, so a
+process that dies half-way leaves nothing behind either. The response lists one entry per
+request entry, in request order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from dhr.api.dispatch import Services, database_error, run_in
+from dhr.api.message import FhirRequest, FhirResponse
+from dhr.context import RequestContext
+from dhr.errors import FhirError, bad_request, conflict
+from dhr.fhir.ids import check_id, new_id
+from dhr.fhir.types import check_type
+from dhr.interactions import create
+from dhr.interactions.bundle_entries import BundleEntry, response_entry
+from dhr.interactions.bundle_refs import ReferenceResolver
+from dhr.interactions.criteria import match_one, parse_criteria, parse_criteria_string
+from dhr.store.db import unit_of_work
+
+_PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+def run_transaction(services: Services, entries: list[BundleEntry]) -> dict[str, Any]:
+    """Run ``entries`` atomically and return the ``transaction-response`` Bundle."""
+    write = any(e.method not in ("GET", "HEAD") for e in entries)
+    with unit_of_work(services.engine, write=write) as session:
+        results = _Transaction(services.context(session), entries).run()
+    return {
+        "resourceType": "Bundle",
+        "id": new_id(),
+        "type": "transaction-response",
+        "entry": [response_entry(results[e.index], e.method) for e in entries],
+    }
+
+
+def _failed(entry: BundleEntry, exc: FhirError) -> FhirError:
+    """``exc`` restated as the failure of the whole transaction at ``entry``."""
+    return FhirError(
+        exc.status,
+        exc.code,
+        f"Transaction failed at {entry.describe()}; nothing was written: {exc.diagnostics}",
+        exc.message_code,
+        (entry.where, *exc.expression),
+        exc.extra_issues,
+        {k: v for k, v in exc.headers.items() if k == "Retry-After"},
+    )
+
+
+class _Transaction:
+    """The state of one transaction while its entries run."""
+
+    def __init__(self, ctx: RequestContext, entries: list[BundleEntry]) -> None:
+        self.ctx = ctx
+        self.entries = entries
+        self.refs = ReferenceResolver(ctx)
+        self.assigned: dict[int, str] = {}  # POST entry index -> the id it will get
+        self.matched: set[int] = set()  # POST entries whose If-None-Exist found a resource
+        self.touched: dict[tuple[str, str], int] = {}  # resource -> entry that changed it
+        self.results: dict[int, FhirResponse] = {}
+
+    def run(self) -> dict[int, FhirResponse]:
+        self._check_full_urls()
+        for entry in self.entries:
+            self._guard(entry, self._assign)
+        ordered = sorted(self.entries, key=lambda e: _PHASE[e.method])
+        deletes = [e for e in ordered if e.method == "DELETE"]
+        for entry in deletes:
+            self._guard(entry, self._execute)
+        # Conditional creates and updates are resolved after the deletions, before any write
+        # that might reference them.
+        for entry in self.entries:
+            self._guard(entry, self._assign_conditional)
+        for entry in ordered[len(deletes) :]:
+            self._guard(entry, self._execute)
+        return self.results
+
+    def _guard(self, entry: BundleEntry, step: Callable[[BundleEntry], None]) -> None:
+        try:
+            step(entry)
+        except FhirError as exc:
+            raise _failed(entry, exc) from None
+        except DBAPIError as exc:
+            raise _failed(entry, database_error(exc)) from None
+
+    # -- ids for fullUrls ------------------------------------------------------------------
+
+    def _check_full_urls(self) -> None:
+        seen: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.full_url is None:
+                continue
+            first = seen.setdefault(entry.full_url, entry.index)
+            if first != entry.index:
+                raise bad_request(
+                    f"Bundle.entry[{entry.index}].fullUrl {entry.full_url[:100]!r} repeats the "
+                    f"fullUrl of Bundle.entry[{first}]",
+                    "bundle-duplicate-fullurl",
+                    f"Bundle.entry[{entry.index}].fullUrl",
+                )
+
+    def _assign(self, entry: BundleEntry) -> None:
+        """Ids known before anything runs: plain creates get one now, updates keep theirs."""
+        seg = entry.segments()
+        conditional = "?" in entry.url
+        if entry.method == "POST" and len(seg) == 1 and "if-none-exist" not in entry.headers:
+            res_type = check_type(seg[0])
+            self.assigned[entry.index] = new_id()
+            if entry.full_url:
+                self.refs.add(entry.full_url, res_type, self.assigned[entry.index])
+        elif entry.method == "PUT" and len(seg) == 2 and not conditional and entry.full_url:
+            self.refs.add(entry.full_url, check_type(seg[0]), check_id(seg[1]))
+
+    def _assign_conditional(self, entry: BundleEntry) -> None:
+        seg = entry.segments()
+        condition = entry.headers.get("if-none-exist")
+        if entry.method == "POST" and len(seg) == 1 and condition:
+            res_type = check_type(seg[0])
+            criteria = parse_criteria_string(self.refs.url(condition))
+            found = match_one(self.ctx, res_type, criteria, "If-None-Exist")
+            if found is not None:
+                self.matched.add(entry.index)
+            self.assigned[entry.index] = found or new_id()
+            if entry.full_url:
+                self.refs.add(entry.full_url, res_type, self.assigned[entry.index])
+        elif entry.method == "PUT" and len(seg) == 1 and entry.full_url:
+            res_type = check_type(seg[0])
+            entry.url = self.refs.url(entry.url)
+            query = FhirRequest.from_url("PUT", entry.url).query
+            found = match_one(self.ctx, res_type, parse_criteria(query), "Conditional update")
+            body = dict(entry.resource or {})
+            if found is None:
+                target = body.get("id") if isinstance(body.get("id"), str) else new_id()
+                body["id"] = target
+                entry.resource = body
+            else:
+                target = found
+            self.refs.add(entry.full_url, res_type, str(target))
+
+    # -- running entries -------------------------------------------------------------------
+
+    def _execute(self, entry: BundleEntry) -> None:
+        url = self.refs.url(entry.url)
+        resource = self.refs.rewrite(entry.resource) if entry.resource is not None else None
+        headers = dict(entry.headers)
+        if "if-none-exist" in headers:
+            headers["if-none-exist"] = self.refs.url(headers["if-none-exist"])
+        req = FhirRequest.from_url(entry.method, url, headers=headers, parsed_body=resource)
+        seg = req.segments
+        if entry.method == "POST" and entry.index in self.assigned:
+            response = self._create(entry, req, check_type(seg[0]))
+        elif entry.method == "DELETE":
+            response = self._delete(entry, req, seg)
+        else:
+            response = run_in(self.ctx, req)
+            if entry.method in ("PUT", "PATCH"):
+                self._touch_location(entry, response)
+        if response.status >= 400:
+            body = response.body_json() or {}
+            issues = body.get("issue") or [{}]
+            text = issues[0].get("diagnostics", "the entry failed")
+            raise FhirError(response.status, "processing", str(text), "bundle-entry-failed")
+        self.results[entry.index] = response
+
+    def _create(self, entry: BundleEntry, req: FhirRequest, res_type: str) -> FhirResponse:
+        planned = self.assigned[entry.index]
+        response = create.create(self.ctx, req, res_type, planned)
+        got = _location_target(response)
+        if got is not None and got[1] != planned:
+            # If-None-Exist matched something an earlier entry of this transaction created,
+            # while references had already been pointed at the id planned for this entry.
+            raise conflict(
+                f"If-None-Exist matched {res_type}/{got[1]}, created earlier in this same "
+                "transaction; two entries conditionally create the same resource",
+                "bundle-conditional-create-conflict",
+            )
+        if entry.index not in self.matched:
+            self._touch(entry, res_type, planned)
+        return response
+
+    def _delete(self, entry: BundleEntry, req: FhirRequest, seg: list[str]) -> FhirResponse:
+        if len(seg) == 1:  # conditional delete: resolve it here so the target is known
+            res_type = check_type(seg[0])
+            found = match_one(self.ctx, res_type, parse_criteria(req.query), "Conditional delete")
+            if found is not None:
+                req = FhirRequest(
+                    "DELETE", f"{res_type}/{found}", (), req.headers, None, req.parsed_body
+                )
+                seg = req.segments
+        if len(seg) == 2:
+            self._touch(entry, check_type(seg[0]), check_id(seg[1]))
+        return run_in(self.ctx, req)
+
+    def _touch_location(self, entry: BundleEntry, response: FhirResponse) -> None:
+        target = _location_target(response)
+        if target is not None:
+            self._touch(entry, *target)
+
+    def _touch(self, entry: BundleEntry, res_type: str, res_id: str) -> None:
+        first = self.touched.setdefault((res_type, res_id), entry.index)
+        if first != entry.index:
+            raise bad_request(
+                f"{res_type}/{res_id} is already changed by Bundle.entry[{first}]; a transaction "
+                "may change each resource only once",
+                "bundle-duplicate-target",
+            )
+
+
+def _location_target(response: FhirResponse) -> tuple[str, str] | None:
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    parts = location.split("/_history/")[0].rsplit("/", 2)
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else None
