@@ -1,16 +1,26 @@
 """Parsing and writing FHIR JSON (https://hl7.org/fhir/R4/json.html).
 
 Bodies are parsed once with orjson, which refuses invalid UTF-8 and nesting deeper than 1024
-levels (both become a 400, never a crash). Output is compact UTF-8 unless ``_pretty`` asks.
+levels (both become a 400, never a crash). FHIR decimals keep their precision ("1.50" stays
+1.50, https://hl7.org/fhir/R4/datatypes.html#decimal): when a body holds a number a float would
+change (trailing zeros, exponents, 15+ fraction digits) it is parsed again with those numbers as
+``Decimal``, and ``Decimal`` is written back verbatim. Output is compact UTF-8 unless ``_pretty``.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from dhr.errors import bad_request
+
+# A number whose float would not write back as written (false positives inside strings only
+# cost the slower parse).
+_RISKY_NUMBER = re.compile(rb"\d\.\d*0(?![\d.])|\d[eE][+-]?\d|\.\d{15,}")
 
 
 def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
@@ -30,15 +40,34 @@ def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
         raise bad_request(f"The {what} is not valid JSON: {text}", "invalid-json") from None
     if not isinstance(data, dict):
         raise bad_request(f"The {what} must be a JSON object (a FHIR resource)", "not-an-object")
+    if _RISKY_NUMBER.search(body):
+        try:
+            data = _decimal_loads(body)
+        except RecursionError:
+            raise bad_request(
+                f"The {what} is nested too deeply to be a FHIR resource", "json-too-deep"
+            ) from None
     return data
 
 
+def _decimal_loads(raw: bytes) -> Any:
+    return json.loads(raw, parse_float=Decimal)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def dumps(data: Any, pretty: bool = False) -> bytes:
-    """Serialise to compact (or indented) UTF-8 JSON."""
+    """Serialise to compact (or indented) UTF-8 JSON; ``Decimal`` keeps its digits."""
     option = orjson.OPT_INDENT_2 if pretty else 0
-    return orjson.dumps(data, option=option)
+    return orjson.dumps(data, default=_default, option=option)
 
 
 def loads(raw: bytes) -> Any:
-    """Parse bytes the server itself stored (trusted, already validated)."""
+    """Parse bytes the server itself stored (trusted, already validated), decimals kept."""
+    if _RISKY_NUMBER.search(raw):
+        return _decimal_loads(raw)
     return orjson.loads(raw)

@@ -100,7 +100,7 @@ def _primitive_problem(raw: Any, value: Any) -> str | None:
     if isinstance(value, bool):
         return None if isinstance(raw, bool) else "a boolean must be JSON true or false"
     if isinstance(value, _NUMBER):
-        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        ok = isinstance(raw, int | float | Decimal) and not isinstance(raw, bool)
         return None if ok else "a number must be a JSON number, not a string"
     if isinstance(value, _STRINGY):
         return None if isinstance(raw, str) else "this element must be a JSON string"

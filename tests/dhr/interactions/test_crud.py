@@ -146,3 +146,30 @@ def test_summary_and_elements_on_read_mark_the_resource_subsetted(client: httpx.
     assert "maritalStatus" in data
     pretty = client.get(f"Patient/{pid}", params={"_pretty": "true"})
     assert b"\n  " in pretty.content
+
+
+def test_decimals_keep_their_precision(client: httpx.Client) -> None:
+    """https://hl7.org/fhir/R4/datatypes.html#decimal: 1.50 is not 1.5."""
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"dose"},'
+        b'"valueQuantity":{"value":1.50,"unit":"mg"},'
+        b'"component":[{"code":{"text":"a"},"valueQuantity":{"value":1.0e2}},'
+        b'{"code":{"text":"b"},"valueQuantity":{"value":0.1234567890123456789}}]}'
+    )
+    created = client.post(
+        "Observation", content=body, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert created.status_code == 201, created.text
+    read = client.get(f"Observation/{created_id(created)}")
+    assert b'"value":1.50' in read.content
+    assert b'"value":1.0e2' in read.content or b'"value":1.0E+2' in read.content
+    assert b"0.1234567890123456789" in read.content
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
+    pid = created_id(client.post("Patient", json=patient()))
+    head = client.head(f"Patient/{pid}")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == 'W/"1"'
+    assert client.head("Patient/missing").status_code == 404
