@@ -42,7 +42,7 @@ def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
         raise bad_request(f"The {what} must be a JSON object (a FHIR resource)", "not-an-object")
     if _RISKY_NUMBER.search(body):
         try:
-            data = _decimal_loads(body)
+            data = dict(_decimal_loads(body))
         except RecursionError:
             raise bad_request(
                 f"The {what} is nested too deeply to be a FHIR resource", "json-too-deep"
