@@ -7,11 +7,12 @@ authorisation, consent and audit issues change one class, not every interaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dhr.store.repository import Criterion, ResourceRepository, StoredVersion
+from sqlalchemy import Row, Select
+
+from dhr.store.repository import ResourceRepository, StoredVersion
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,6 @@ class EnforcingRepository:
     ) -> StoredVersion | None:
         return self._store.delete(res_type, res_id, if_match)
 
-    def find_ids(self, res_type: str, criteria: Sequence[Criterion], limit: int = 2) -> list[str]:
-        return self._store.find_ids(res_type, criteria, limit)
-
     def history(
         self,
         res_type: str | None,
@@ -71,3 +69,9 @@ class EnforcingRepository:
         before_key: int | None,
     ) -> list[StoredVersion]:
         return self._store.history(res_type, res_id, since, at, count, before_key)
+
+    def search(self, stmt: Select[Any]) -> list[Row[Any]]:
+        return self._store.search(stmt)
+
+    def count(self, stmt: Select[Any]) -> int:
+        return self._store.count(stmt)

@@ -24,7 +24,7 @@ from dhr.enforce import OPEN_ACCESS, EnforcingRepository, Principal
 from dhr.errors import FhirError, bad_request, not_supported
 from dhr.fhir.ids import check_id
 from dhr.fhir.types import check_type
-from dhr.interactions import create, delete, history, patch, read, update, vread
+from dhr.interactions import create, delete, history, patch, read, search, update, vread
 from dhr.interactions.common import error_response
 from dhr.operations import registry as operations
 from dhr.store.db import unit_of_work
@@ -77,15 +77,18 @@ def resolve(req: FhirRequest) -> Route:
             "PATCH": Route(
                 "patch-conditional", lambda c, r: patch.conditional_patch(c, r, res_type), True
             ),
+            "GET": Route("search-type", lambda c, r: search.search_type(c, r, res_type), False),
         }
         if m in table:
             return table[m]
-        raise not_supported(f"Search on {res_type} arrives with the search issue", 405)
+        raise not_supported(f"{req.method} is not an interaction on {res_type}", 405)
     second = seg[1]
     if second == "_history" and n == 2 and m == "GET":
         return Route(
             "history-type", lambda c, r: history.history(c, r, res_type, None), write=False
         )
+    if second == "_search" and n == 2 and m == "POST":
+        return Route("search-type", lambda c, r: search.search_type(c, r, res_type), False)
     if second.startswith("$") and n == 2:
         return operations.route_type(res_type, second[1:], m)
     res_id = check_id(second)

@@ -1,53 +1,60 @@
 """Search criteria of conditional interactions (https://hl7.org/fhir/R4/http.html#ccreate).
 
-Until the search issue lands, conditional create, update and delete accept ``_id`` and
-``identifier`` (token syntax ``[system]|[code]``); any other parameter is refused with a 400
-rather than silently ignored, because ignoring a criterion could update the wrong resource.
+Conditional create, update, patch and delete accept any search criteria the search parser and
+compiler accept (https://hl7.org/fhir/R4/search.html). Unlike a search, an unknown or empty
+parameter, or a result parameter such as ``_count``, is refused with a 400 rather than silently
+ignored, because ignoring a criterion could update or delete the wrong resource.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from dhr.context import RequestContext
 from dhr.errors import bad_request, precondition_failed
-from dhr.store.repository import Criterion
+from dhr.search.compile import matching_ids
+from dhr.search.params import CONTROL, parse_search
 
-SUPPORTED = ("_id", "identifier")
 _IGNORED = frozenset({"_format", "_pretty"})
 
 
-def parse_criteria(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> list[Criterion]:
-    criteria: list[Criterion] = []
+@dataclass(frozen=True)
+class Criteria:
+    """The query pairs of a condition; parsed against the resource type by :func:`match_one`."""
+
+    pairs: tuple[tuple[str, str], ...]
+
+
+def parse_criteria(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Criteria:
+    kept: list[tuple[str, str]] = []
     for name, value in pairs:
         if name in _IGNORED:
             continue
-        if name not in SUPPORTED:
+        if name in CONTROL:
             raise bad_request(
-                f"Conditional criteria support {', '.join(SUPPORTED)}; {name[:40]!r} is not "
-                "supported yet",
-                "unsupported-criterion",
+                f"{name[:40]} is a result parameter, not a criterion", "unsupported-criterion"
             )
-        values = tuple(v for v in value.split(",") if v)
-        if not values:
-            raise bad_request(f"Criterion {name} has no value", "empty-criterion")
-        criteria.append(Criterion(name, values))
-    if not criteria:
+        if not value:
+            raise bad_request(f"Criterion {name[:40]} has no value", "empty-criterion")
+        kept.append((name, value))
+    if not kept:
         raise bad_request("A conditional interaction needs at least one criterion", "no-criteria")
-    return criteria
+    return Criteria(tuple(kept))
 
 
-def parse_criteria_string(query: str) -> list[Criterion]:
+def parse_criteria_string(query: str) -> Criteria:
     return parse_criteria(parse_qsl(query.lstrip("?"), keep_blank_values=True))
 
 
-def match_one(
-    ctx: RequestContext, res_type: str, criteria: list[Criterion], what: str
-) -> str | None:
+def match_one(ctx: RequestContext, res_type: str, criteria: Criteria, what: str) -> str | None:
     """The id of the one match, None for no match, 412 for several (spec: multiple matches)."""
-    ids = ctx.repo.find_ids(res_type, criteria, limit=2)
-    if len(ids) > 1:
+    parsed = parse_search(
+        res_type, criteria.pairs, ctx.base, ctx.settings.max_page_size, strict=True
+    )
+    rows = ctx.repo.search(matching_ids(res_type, parsed.criteria, limit=2))
+    if len(rows) > 1:
         raise precondition_failed(
             f"{what}: the criteria match more than one {res_type}", "multiple-matches"
         )
-    return ids[0] if ids else None
+    return str(rows[0][0]) if rows else None

@@ -1,7 +1,8 @@
 """The CapabilityStatement served at ``/metadata``. https://hl7.org/fhir/R4/capabilitystatement.html
 
 It lists only what works: per type read, vread, update, patch, delete, create, history; system
-history, batch and transaction; ``$validate``. Conditional interactions state their limits.
+history, batch and transaction; ``$validate``; type-level search with each type's parameters.
+Conditional interactions state their limits.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from dhr import __version__
 from dhr.config import Settings
 from dhr.fhir.types import resource_types
+from dhr.search.registry import registry
 
 _INTERACTIONS = [
     "read",
@@ -22,7 +24,19 @@ _INTERACTIONS = [
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ]
+
+
+def _search_params(res_type: str) -> list[dict[str, str]]:
+    """The type's searchable parameters (https://hl7.org/fhir/R4/search.html): every registered
+    one the search compiler answers (not ``special`` ones, nor those without an expression)."""
+    out = []
+    for code, param in sorted(registry().for_type(res_type).items()):
+        if param.type == "special" or (param.expression is None and code != "_id"):
+            continue
+        out.append({"name": code, "definition": param.url, "type": param.type})
+    return out
 
 
 def capability_statement(settings: Settings) -> dict[str, Any]:
@@ -47,18 +61,7 @@ def _statement(base: str) -> dict[str, Any]:
             "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
-            "searchParam": [
-                {
-                    "name": "_id",
-                    "type": "token",
-                    "documentation": "Conditional interactions only, until search lands",
-                },
-                {
-                    "name": "identifier",
-                    "type": "token",
-                    "documentation": "Conditional interactions only, until search lands",
-                },
-            ],
+            "searchParam": _search_params(name),
             "operation": [validate_op],
         }
         for name in sorted(resource_types())

@@ -1,25 +1,44 @@
 """Index extraction at write time (https://hl7.org/fhir/R4/search.html).
 
-``extract(res_type, body)`` returns the index rows of one resource. Today it indexes
-``identifier`` as a token (what conditional interactions need); the search issue fills in every
-registered parameter of every type from the parameters' FHIRPath expressions.
+``extract(res_type, body)`` returns the index rows of one resource for every registered search
+parameter of its type: each parameter's FHIRPath expression is compiled once per type
+(:mod:`dhr.search.extraction.plan`) and its values turned into rows by the module of the
+parameter's type (:mod:`dhr.search.extraction.token`, ``string``, ``date``, ``number``,
+``quantity``, ``reference``, ``uri``, ``composite``). ``_id`` and ``_lastUpdated`` are not
+extracted (the store assigns them afterwards; search reads the ``resource`` table).
+
+Extraction never fails a write: a parameter whose values cannot be indexed is logged and
+skipped. Duplicate rows (one value reached by two union branches) are stored once.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from dhr.search.rows import IndexRow, TokenRow
+from dhr.search.extraction import composite
+from dhr.search.extraction.paths import Items
+from dhr.search.extraction.plan import plans, unwrap
+from dhr.search.rows import IndexRow
+
+_log = logging.getLogger(__name__)
 
 
 def extract(res_type: str, body: dict[str, Any]) -> list[IndexRow]:
     """The index rows for ``body``."""
-    del res_type  # every type's ``identifier`` element is indexed the same way
-    raw = body.get("identifier")
-    items = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
-    rows: list[IndexRow] = []
-    for ident in items:
-        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-            system = ident.get("system") if isinstance(ident.get("system"), str) else None
-            rows.append(TokenRow("identifier", system, ident["value"][:255]))
-    return rows
+    root: Items = [(body, res_type)]
+    out: list[IndexRow] = []
+    keys = body.keys()
+    for plan in plans(res_type):
+        if plan.gate is not None and keys.isdisjoint(plan.gate):
+            continue  # the element the parameter reads is absent
+        try:
+            if plan.extractor is None:
+                out.extend(composite.rows(plan, root))
+                continue
+            extractor, code = plan.extractor, plan.code
+            for value, kind in unwrap(plan.select(root, root)):
+                out.extend(extractor(code, value, kind, 0, 0))
+        except Exception:  # an odd value must never fail a write that passed validation
+            _log.warning("could not index %s.%s", res_type, plan.code, exc_info=True)
+    return list(dict.fromkeys(out))

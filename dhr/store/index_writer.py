@@ -8,7 +8,6 @@ Only the current version of a resource is indexed: an update drops the old rows 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert
@@ -44,9 +43,7 @@ def write_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
     """Insert ``rows`` for resource ``key`` (one executemany per table)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        values = asdict(row)
-        values["resource_key"] = key
-        values["res_type"] = res_type
+        values = {**row.__dict__, "resource_key": key, "res_type": res_type}
         grouped.setdefault(_TABLE_OF[type(row)], []).append(values)
     for name, batch in grouped.items():
         conn.execute(_INSERTS[name], batch)

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     CursorResult,
-    and_,
+    Row,
+    Select,
     bindparam,
     exists,
     insert,
-    or_,
     select,
     update,
 )
@@ -31,7 +31,7 @@ from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
 from dhr.store.index_writer import drop_index_rows, write_index_rows
-from dhr.store.models import ResourceRow, TokenIndexRow, VersionRow
+from dhr.store.models import ResourceRow, VersionRow
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,6 @@ class StoredVersion:
     @property
     def etag(self) -> str:
         return f'W/"{self.version_id}"'
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One AND-ed search criterion: ``param`` matches any of ``values`` (OR)."""
-
-    param: str
-    values: tuple[str, ...]
 
 
 class StaleVersion(Exception):  # noqa: N818 - a condition, not a crash
@@ -329,21 +321,15 @@ class ResourceRepository:
         assert locked is not None  # inserted above or present already
         return locked
 
-    # -- criteria (conditional interactions; the search issue generalises this) -----------
+    # -- search (statements compiled by dhr.search.compile) -------------------------------
 
-    def find_ids(self, res_type: str, criteria: Sequence[Criterion], limit: int = 2) -> list[str]:
-        """Ids of live resources of ``res_type`` matching every criterion (at most ``limit``)."""
-        stmt = select(ResourceRow.res_id).where(
-            ResourceRow.res_type == res_type,
-            ResourceRow.deleted.is_(False),
-            ResourceRow.version_id > 0,
-        )
-        for crit in criteria:
-            if crit.param == "_id":
-                stmt = stmt.where(ResourceRow.res_id.in_(crit.values))
-            else:
-                stmt = stmt.where(_token_exists(res_type, crit))
-        return [str(x) for x in self.conn.execute(stmt.limit(limit)).scalars()]
+    def search(self, stmt: Select[Any]) -> list[Row[Any]]:
+        """Run a compiled search statement and return its rows."""
+        return list(self.conn.execute(stmt).all())
+
+    def count(self, stmt: Select[Any]) -> int:
+        """Run a compiled count statement."""
+        return int(self.conn.execute(stmt).scalar_one())
 
     # -- history -------------------------------------------------------------------------
 
@@ -382,20 +368,3 @@ class ResourceRepository:
             stmt = stmt.where(VersionRow.key < before_key)
         rows = self.conn.execute(stmt.order_by(VersionRow.key.desc()).limit(count)).all()
         return [_stored(r) for r in rows]
-
-
-def _token_exists(res_type: str, crit: Criterion) -> Any:
-    alternatives = []
-    for value in crit.values:
-        system, sep, code = value.partition("|")
-        cond = [TokenIndexRow.resource_key == ResourceRow.key, TokenIndexRow.param == crit.param]
-        if not sep:
-            cond.append(TokenIndexRow.code == value)
-        elif system == "":
-            cond += [TokenIndexRow.code == code, TokenIndexRow.system.is_(None)]
-        elif code == "":
-            cond.append(TokenIndexRow.system == system)
-        else:
-            cond += [TokenIndexRow.code == code, TokenIndexRow.system == system]
-        alternatives.append(and_(*cond))
-    return exists().where(TokenIndexRow.res_type == res_type, or_(*alternatives))

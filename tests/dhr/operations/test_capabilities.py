@@ -37,7 +37,9 @@ def test_every_served_type_is_listed_with_the_interactions_that_work(client: htt
         "history-instance",
         "history-type",
     } <= codes
-    assert "search-type" not in codes  # not claimed until search lands
+    assert "search-type" in codes
+    names = {p["name"] for p in patient["searchParam"]}
+    assert {"_id", "_lastUpdated", "identifier", "birthdate", "name", "family"} <= names
     assert patient["conditionalDelete"] == "single"
     assert {i["code"] for i in rest["interaction"]} >= {"history-system"}
 

@@ -1,0 +1,182 @@
+"""Per-type extraction plans compiled from the search parameter registry.
+
+https://hl7.org/fhir/R4/searchparameter-registry.html: each parameter's ``expression`` is a
+FHIRPath union over all its base types. For one resource type only the union branches that
+start from that type (or from ``Resource`` / ``DomainResource``) apply; they are compiled once
+(:mod:`.paths`) and paired with the extractor of the parameter's type. Not planned:
+
+* ``special`` parameters (``near``, ``_filter``) and those without an expression (``_text``,
+  ``_content``, ``_query``);
+* ``_id`` and ``_lastUpdated``: the server assigns both after extraction ran on the incoming
+  body, so the query compiler answers them from the ``resource`` table columns instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dhr.search.extraction import date, number, quantity, reference, string, token, uri
+from dhr.search.extraction.model import table
+from dhr.search.extraction.parse import UnsupportedPathError, first_member, leading_name, parse
+from dhr.search.extraction.paths import Fn, Items, child, compile_branch
+from dhr.search.registry import SearchParam, registry
+from dhr.search.rows import IndexRow
+
+Extractor = Callable[[str, Any, str | None, int, int], list[IndexRow]]
+
+EXTRACTORS: dict[str, Extractor] = {
+    "token": token.rows,
+    "string": string.rows,
+    "date": date.rows,
+    "number": number.rows,
+    "quantity": quantity.rows,
+    "reference": reference.rows,
+    "uri": uri.rows,
+}
+SKIPPED = frozenset({"_id", "_lastUpdated"})
+_ROOTS = ("Resource", "DomainResource")
+_LEADING = re.compile(r"[\s(]*([A-Za-z_]\w*)")
+# Errata in the official R4 definitions: DocumentReference-relationship swaps its components'
+# expressions (the reference component reads ``code``, the token one ``target``).
+# The mothersMaidenName parameter names a URL no extension has; the extension's own URL is
+# http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName (both are read).
+EXTRA_BRANCHES: dict[str, str] = {
+    "http://hl7.org/fhir/SearchParameter/patient-extensions-Patient-mothersMaidenName": (
+        "Patient.extension('http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName')"
+    ),
+}
+ERRATA: dict[tuple[str, int], str] = {
+    ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship", 0): "target",
+    ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship", 1): "code",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to extract one parameter of one type."""
+
+    code: str
+    type: str
+    select: Fn
+    extractor: Extractor | None  # None for composites
+    components: tuple[tuple[Fn, Extractor], ...] = ()
+    native: bool = True  # False when some part runs on the fhirpathpy fallback
+    # JSON keys of which the resource must have one for this plan to yield anything (None: any)
+    gate: frozenset[str] | None = None
+
+
+def split_union(text: str) -> list[str]:
+    """The top-level ``|`` operands of ``text`` (parentheses and quotes respected)."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == "'" and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == "|":
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _leading(branch: str) -> str | None:
+    try:
+        return leading_name(parse(branch))
+    except UnsupportedPathError:
+        found = _LEADING.match(branch)
+        return found.group(1) if found else None
+
+
+def _union(fns: list[Fn]) -> Fn:
+    if len(fns) == 1:
+        return fns[0]
+    return lambda f, r: [it for fn in fns for it in fn(f, r)]
+
+
+def _gate(res_type: str, branch: str) -> set[str] | None:
+    try:
+        name = first_member(parse(branch))
+    except UnsupportedPathError:
+        return None
+    if name is None:
+        return None
+    spec = table(res_type).get(name) or table("DomainResource").get(name) or ()
+    return {name, *(key for key, _ in spec)}
+
+
+def select(expression: str, res_type: str | None) -> tuple[Fn, bool, frozenset[str] | None] | None:
+    """Compile the branches of ``expression`` that apply to ``res_type`` (None: relative).
+
+    Also says which top-level JSON keys the branches read first (None: not known).
+    """
+    fns: list[Fn] = []
+    native = True
+    gate: set[str] | None = set()
+    for branch in split_union(expression):
+        if res_type is not None:
+            lead = _leading(branch)
+            if lead is None or (lead[:1].isupper() and lead not in (res_type, *_ROOTS)):
+                continue
+            keys = _gate(res_type, branch)
+            gate = None if gate is None or keys is None else gate | keys
+        fn, ok = compile_branch(branch, relative=res_type is None)
+        fns.append(fn)
+        native = native and ok
+    if not fns:
+        return None
+    return _union(fns), native, frozenset(gate) if gate and res_type is not None else None
+
+
+def _plan(res_type: str, param: SearchParam) -> Plan | None:
+    if param.code in SKIPPED or param.type == "special" or not param.expression:
+        return None
+    expression = param.expression
+    if param.url in EXTRA_BRANCHES:
+        expression = f"{expression} | {EXTRA_BRANCHES[param.url]}"
+    chosen = select(expression, res_type)
+    if chosen is None:
+        return None
+    fn, native, gate = chosen
+    if param.type != "composite":
+        return Plan(param.code, param.type, fn, EXTRACTORS[param.type], (), native, gate)
+    parts: list[tuple[Fn, Extractor]] = []
+    for j, comp in enumerate(param.components):
+        definition = registry().by_url(comp.definition)
+        sub = select(ERRATA.get((param.url, j), comp.expression), None)
+        if definition is None or definition.type not in EXTRACTORS or sub is None:
+            return None
+        parts.append((sub[0], EXTRACTORS[definition.type]))
+        native = native and sub[1]
+    return Plan(param.code, "composite", fn, None, tuple(parts), native, gate)
+
+
+_PLANS: dict[str, tuple[Plan, ...]] = {}
+
+
+def plans(res_type: str) -> tuple[Plan, ...]:
+    """Every extraction plan of ``res_type`` (compiled on first use, then cached)."""
+    found = _PLANS.get(res_type)
+    if found is None:
+        built = [_plan(res_type, p) for p in registry().for_type(res_type).values()]
+        found = _PLANS[res_type] = tuple(p for p in built if p is not None)
+    return found
+
+
+def unwrap(items: Items) -> Items:
+    """Extensions stand for their ``value[x]`` (``Patient.extension('...')`` parameters)."""
+    for _, kind in items:
+        if kind == "Extension":
+            break
+    else:
+        return items
+    out: Items = []
+    for item in items:
+        out.extend(child([item], "value") if item[1] == "Extension" else [item])
+    return out

@@ -1,0 +1,123 @@
+"""``_include`` and ``_revinclude``: resources that a page's matches refer to, or that refer to
+them. https://hl7.org/fhir/R4/search.html#include
+
+Resolved per page, for that page's matches only, from ``ix_reference``:
+
+* ``_include=Source:param[:Target]`` adds the resources that ``param`` of the page's ``Source``
+  resources points at (``Source:*`` or ``*``: any reference parameter);
+* ``_revinclude=Source:param[:Target]`` adds the ``Source`` resources whose ``param`` points at
+  a page resource (``*``: any source and parameter);
+* ``:iterate`` (R3: ``:recurse``) applies the parameter again to what the previous round added,
+  for at most :data:`MAX_ROUNDS` rounds; a resource already in the Bundle is never added again,
+  so cycles end.
+
+Each round costs one SQL statement per include parameter that can apply to that round's
+resources (it returns the rows with their JSON), whatever the page size: no N+1. References by
+absolute URL count only when the URL is on this server's base. Reads go through the enforcing
+repository like any search. At most :data:`MAX_INCLUDED` resources are added to one page; more
+is reported as truncated (the caller adds a warning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, FromClause, Row, Select, and_, or_, select
+
+from dhr.search.params import Include
+from dhr.search.sql.predicate import index_table
+from dhr.store.models import ResourceRow, VersionRow
+
+RESOURCE = ResourceRow.__table__
+VERSION = VersionRow.__table__
+MAX_ROUNDS = 4  # the first round plus up to three ``:iterate`` rounds
+MAX_INCLUDED = 1000
+
+
+class Reader(Protocol):
+    """What include resolution needs of the enforcing repository."""
+
+    def search(self, stmt: Select[Any]) -> list[Row[Any]]: ...
+
+
+def resolve(
+    repo: Reader, includes: Sequence[Include], matches: Sequence[Row[Any]], base: str
+) -> tuple[list[Row[Any]], bool]:
+    """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
+    result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order."""
+    seen = {int(row[0]) for row in matches}
+    focus = [(int(row[0]), str(row[1])) for row in matches]
+    active = list(includes)
+    out: list[Row[Any]] = []
+    truncated = False
+    for _ in range(MAX_ROUNDS):
+        if not focus or not active:
+            break
+        added: list[Row[Any]] = []
+        types = {t for _, t in focus}
+        for inc in active:
+            if not applies(inc, types):
+                continue
+            keys = [k for k, t in focus if inc.reverse or inc.source in (None, t)]
+            room = MAX_INCLUDED - len(out) - len(added)
+            rows = repo.search(statement(inc, keys, base, room + 1))
+            truncated = truncated or len(rows) > room
+            for row in rows[:room]:
+                if int(row[0]) not in seen:
+                    seen.add(int(row[0]))
+                    added.append(row)
+        out.extend(added)
+        if truncated:
+            break
+        focus = [(int(row[0]), str(row[1])) for row in added]
+        active = [inc for inc in active if inc.iterate]
+    return out, truncated
+
+
+def applies(inc: Include, types: set[str]) -> bool:
+    """Whether ``inc`` can find anything for resources of ``types`` (skips useless queries)."""
+    if inc.reverse:
+        return inc.target is None or inc.target in types
+    return inc.source is None or inc.source in types
+
+
+def statement(inc: Include, keys: Sequence[int], base: str, limit: int) -> Select[Any]:
+    """One round of one include parameter over the resources ``keys``, as full rows."""
+    ref = index_table("reference").alias()
+    other = RESOURCE.alias()
+    joined = ref.join(
+        other, and_(other.c.res_type == ref.c.target_type, other.c.res_id == ref.c.target_id)
+    )
+    where: list[ColumnElement[bool]] = [_local(ref, base)]
+    if inc.source is not None:
+        where.append(ref.c.res_type == inc.source)
+    if inc.param is not None:
+        where.append(ref.c.param == inc.param.code)
+    if inc.target is not None:
+        where.append(ref.c.target_type == inc.target)
+    if inc.reverse:  # sources whose reference points at one of ``keys``
+        wanted = select(ref.c.resource_key).select_from(joined)
+        where.append(other.c.key.in_(keys))
+    else:  # targets that a reference of one of ``keys`` points at
+        wanted = select(other.c.key).select_from(joined)
+        where.append(ref.c.resource_key.in_(keys))
+    return rows_for(wanted.where(*where), limit)
+
+
+def rows_for(keys: Select[Any], limit: int) -> Select[Any]:
+    """``(key, res_type, res_id, data)`` of the live resources whose key ``keys`` selects."""
+    res = RESOURCE.alias()
+    ver = VERSION.alias()
+    return (
+        select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data)
+        .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
+        .where(res.c.key.in_(keys), res.c.deleted.is_(False), res.c.version_id > 0)
+        .order_by(res.c.key)
+        .limit(limit)
+    )
+
+
+def _local(ref: FromClause, base: str) -> ColumnElement[bool]:
+    """The reference is relative, or absolute on this server's base."""
+    return or_(ref.c.url.is_(None), ref.c.url.startswith(base + "/", autoescape=True))
