@@ -118,6 +118,13 @@ def resolve(req: FhirRequest) -> Route:
         )
     if seg[2].startswith("$") and n == 3:
         return operations.route_instance(res_type, res_id, seg[2][1:], m)
+    if n == 3 and m == "GET":  # https://hl7.org/fhir/R4/http.html#search (compartment)
+        member = check_type(seg[2])
+        return Route(
+            "search-compartment",
+            lambda c, r: search.search_type(c, r, member, (res_type, res_id)),
+            False,
+        )
     raise bad_request(f"{req.method} /{req.path[:120]} is not a FHIR interaction", "unknown-path")
 
 

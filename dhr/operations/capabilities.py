@@ -1,7 +1,8 @@
 """The CapabilityStatement served at ``/metadata``. https://hl7.org/fhir/R4/capabilitystatement.html
 
 It lists only what works: per type read, vread, update, patch, delete, create, history; system
-history, batch and transaction; ``$validate``; type-level search with each type's parameters.
+history, batch and transaction; ``$validate``; type-level search with each type's parameters,
+``_include``/``_revinclude`` and (for Patient) ``$everything``.
 Conditional interactions state their limits.
 """
 
@@ -39,6 +40,39 @@ def _search_params(res_type: str) -> list[dict[str, str]]:
     return out
 
 
+_AIMED = 8
+
+
+def _includes(res_type: str) -> list[str]:
+    """``_include`` values (https://hl7.org/fhir/R4/search.html#include): each reference
+    parameter of the type, and ``*``."""
+    codes = sorted(
+        code
+        for code, p in registry().for_type(res_type).items()
+        if p.type == "reference" and p.expression is not None
+    )
+    return ["*", *(f"{res_type}:{code}" for code in codes)]
+
+
+def _revincludes(res_type: str) -> list[str]:
+    """``_revinclude`` values: ``*`` and the reference parameters aimed at this type (at most
+    :data:`_AIMED` target types). Any reference parameter that can point here is accepted; the
+    ones that can point almost anywhere (``Provenance:target``...) are left out for size."""
+    out = ["*"]
+    for source in sorted(resource_types()):
+        for code, p in sorted(registry().for_type(source).items()):
+            aimed = res_type in p.targets and len(p.targets) <= _AIMED
+            if p.type == "reference" and p.expression is not None and aimed:
+                out.append(f"{source}:{code}")
+    return out
+
+
+_EVERYTHING = {
+    "name": "everything",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+}
+
+
 def capability_statement(settings: Settings) -> dict[str, Any]:
     return _statement(settings.fhir_base)
 
@@ -61,8 +95,10 @@ def _statement(base: str) -> dict[str, Any]:
             "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
+            "searchInclude": _includes(name),
+            "searchRevInclude": _revincludes(name),
             "searchParam": _search_params(name),
-            "operation": [validate_op],
+            "operation": [validate_op, *([_EVERYTHING] if name == "Patient" else [])],
         }
         for name in sorted(resource_types())
     ]

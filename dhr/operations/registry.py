@@ -1,7 +1,8 @@
 """Which operations exist at system, type and instance level, and the CapabilityStatement.
 
 https://hl7.org/fhir/R4/operations.html. An unknown operation answers 404 with an
-OperationOutcome; a known one called with the wrong method answers 405.
+OperationOutcome; a known one called with the wrong method answers 405. ``$everything`` exists on
+Patient at type and instance level (https://hl7.org/fhir/R4/patient-operation-everything.html).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.context import RequestContext
 from dhr.errors import FhirError, not_supported
+from dhr.operations import everything
 from dhr.operations import validate as validate_op
 from dhr.operations.capabilities import capability_statement
 
@@ -33,6 +35,10 @@ def route_type(res_type: str, name: str, method: str) -> Route:
         if method != "POST":
             raise not_supported("$validate takes POST", 405)
         return Route("validate", lambda c, r: validate_op.validate(c, r, res_type), write=False)
+    if name == "everything" and res_type == "Patient":
+        if method != "GET":
+            raise not_supported("$everything takes GET", 405)
+        return Route("everything", everything.everything_type, write=False)
     raise _unknown(name, f"on {res_type}")
 
 
@@ -42,5 +48,11 @@ def route_instance(res_type: str, res_id: str, name: str, method: str) -> Route:
             raise not_supported("$validate takes POST", 405)
         return Route(
             "validate", lambda c, r: validate_op.validate(c, r, res_type, res_id), write=False
+        )
+    if name == "everything" and res_type == "Patient":
+        if method != "GET":
+            raise not_supported("$everything takes GET", 405)
+        return Route(
+            "everything", lambda c, r: everything.everything_instance(c, r, res_id), write=False
         )
     raise _unknown(name, f"on {res_type}/{res_id}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, CompoundSelect, FromClause, and_, false, or_, select
 
 from dhr.errors import bad_request
 from dhr.search.sql.predicate import index_table
@@ -103,7 +103,7 @@ def member_condition(res: FromClause, res_type: str, c: InCompartment) -> Column
     return or_(*alternatives) if alternatives else false()
 
 
-def member_keys(comp_type: str, comp_id: str | None) -> Select[tuple[int]]:
+def member_keys(comp_type: str, comp_id: str | None) -> CompoundSelect[tuple[int]]:
     """``SELECT key`` of every resource (any type, possibly deleted) in the compartment of
     ``comp_type/comp_id``, the owner included; ``comp_id=None``: in any such compartment."""
     comp = compartment(comp_type)
@@ -119,4 +119,4 @@ def member_keys(comp_type: str, comp_id: str | None) -> Select[tuple[int]]:
         where.append(ref.c.target_id == comp_id)
         owner_where.append(owner.c.res_id == comp_id)
     referrers = select(ref.c.resource_key.label("key")).where(*where)
-    return referrers.union(select(owner.c.key).where(*owner_where))  # type: ignore[return-value]
+    return referrers.union(select(owner.c.key).where(*owner_where))

@@ -42,19 +42,19 @@ class Reader(Protocol):
 
 
 def resolve(
-    repo: Reader, includes: Sequence[Include], matches: Sequence[Row[Any]], base: str
-) -> tuple[list[Row[Any]], bool]:
+    repo: Reader, includes: Sequence[Include], matches: Sequence[Sequence[Any]], base: str
+) -> tuple[list[Sequence[Any]], bool]:
     """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
     result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order."""
     seen = {int(row[0]) for row in matches}
     focus = [(int(row[0]), str(row[1])) for row in matches]
     active = list(includes)
-    out: list[Row[Any]] = []
+    out: list[Sequence[Any]] = []
     truncated = False
     for _ in range(MAX_ROUNDS):
         if not focus or not active:
             break
-        added: list[Row[Any]] = []
+        added: list[Sequence[Any]] = []
         types = {t for _, t in focus}
         for inc in active:
             if not applies(inc, types):

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 
 from dhr.config import Settings
+from dhr.store.index_writer import discard_pending, flush_index_rows
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How the next SQLite transaction begins: "write" (IMMEDIATE), "read" (deferred) or "none".
@@ -104,6 +105,10 @@ def unit_of_work(
                 yield conn
         else:
             with engine.begin() as conn:
-                yield conn
+                try:
+                    yield conn
+                    flush_index_rows(conn)  # queued index rows land before the commit
+                finally:
+                    discard_pending(conn)
     finally:
         _TXN_MODE.reset(token)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
-from dhr.store.index_writer import drop_index_rows, write_index_rows
+from dhr.store.index_writer import drop_index_rows, flush_index_rows, queue_index_rows
 from dhr.store.models import ResourceRow, VersionRow
 
 
@@ -295,7 +295,7 @@ class ResourceRepository:
             "data": data,
         }
         vkey = self._exec("insert_version", values).scalar_one()
-        write_index_rows(self.conn, key, res_type, extract(res_type, body))
+        queue_index_rows(self.conn, key, res_type, extract(res_type, body))
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
@@ -325,10 +325,12 @@ class ResourceRepository:
 
     def search(self, stmt: Select[Any]) -> list[Row[Any]]:
         """Run a compiled search statement and return its rows."""
+        flush_index_rows(self.conn)
         return list(self.conn.execute(stmt).all())
 
     def count(self, stmt: Select[Any]) -> int:
         """Run a compiled count statement."""
+        flush_index_rows(self.conn)
         return int(self.conn.execute(stmt).scalar_one())
 
     # -- history -------------------------------------------------------------------------

@@ -122,7 +122,14 @@ def test_references_are_rewritten_at_any_depth_and_in_contained_but_local_ones_a
 OID = "urn:oid:1.2.840.113619.2.62.994044785528.114289542805"
 
 
-@pytest.mark.parametrize("full", [urn(), OID, "https://client.example/fhir/Patient/local-7"])
+@pytest.mark.parametrize(
+    "full",
+    [
+        "urn:uuid:8c1f5c2e-4b1a-4d7e-9f3a-0d6b2e7c9a11",
+        OID,
+        "https://client.example/fhir/Patient/local-7",
+    ],
+)
 def test_every_kind_of_full_url_is_replaced_by_the_assigned_id(
     client: httpx.Client, full: str
 ) -> None:

@@ -27,6 +27,7 @@ from dhr.search.extract import extract
 from dhr.search.extraction.paths import Items
 from dhr.search.extraction.plan import EXTRA_BRANCHES, plans, split_union
 from dhr.search.registry import registry
+from dhr.store.index_writer import flush_index_rows
 from dhr.store.models import INDEX_TABLES
 from dhr.store.repository import ResourceRepository
 
@@ -131,6 +132,7 @@ def test_example_rows_fit_the_index_tables(engine: Engine) -> None:
             repo = ResourceRepository(conn)
             for i, doc in enumerate(sample):
                 repo.create(doc["resourceType"], f"ex-{i}", doc)
+            flush_index_rows(conn)  # what the unit of work does before it commits
             stored = sum(
                 conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in INDEX_TABLES.values()
