@@ -18,6 +18,7 @@ from dhr.api.http import FHIR_JSON
 from dhr.api.message import FhirRequest
 from dhr.config import Settings
 from dhr.demo_data import demo_resources
+from dhr.fhir import jsonio
 from dhr.loader import outcome_text
 
 CREDENTIALS = "The API is open until SMART authorisation lands; no credentials needed"
@@ -35,7 +36,8 @@ def _sync(services: Services, resource: dict[str, Any]) -> str:
     """Make the stored resource equal the demo one: ``created``, ``updated`` or ``unchanged``."""
     path = f"{resource['resourceType']}/{resource['id']}"
     current = handle(services, FhirRequest("GET", path))
-    if current.status == 200 and _without_meta(current.body_json() or {}) == resource:
+    stored = _without_meta(current.body_json() or {})
+    if current.status == 200 and jsonio.canonical(stored) == jsonio.canonical(resource):
         return "unchanged"
     headers = {"content-type": FHIR_JSON, "prefer": "return=minimal"}
     response = handle(services, FhirRequest("PUT", path, headers=headers, parsed_body=resource))

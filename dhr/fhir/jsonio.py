@@ -18,9 +18,10 @@ import orjson
 
 from dhr.errors import bad_request
 
-# A number whose float would not write back as written (false positives inside strings only
-# cost the slower parse).
-_RISKY_NUMBER = re.compile(rb"\d\.\d*0(?![\d.])|\d[eE][+-]?\d|\.\d{15,}")
+# A JSON number token (after ':' ',' or '[', before ',' ']' or '}') whose float would not write
+# back as written: a fraction ending in 0, an exponent, or 15+ fraction digits. Timestamps and
+# other strings do not match, so a document's number types depend only on its numbers.
+_RISKY_NUMBER = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0|\.\d{15,}|(?:\.\d+)?[eE][+-]?\d+)\s*[,\]}]")
 
 
 def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
@@ -64,6 +65,11 @@ def dumps(data: Any, pretty: bool = False) -> bytes:
     """Serialise to compact (or indented) UTF-8 JSON; ``Decimal`` keeps its digits."""
     option = orjson.OPT_INDENT_2 if pretty else 0
     return orjson.dumps(data, default=_default, option=option)
+
+
+def canonical(data: Any) -> bytes:
+    """Compact JSON with sorted keys: equal for equal FHIR content, floats or Decimals alike."""
+    return orjson.dumps(data, default=_default, option=orjson.OPT_SORT_KEYS)
 
 
 def loads(raw: bytes) -> Any:
