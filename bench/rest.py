@@ -208,16 +208,19 @@ def transaction_via_handle(
     return rate(count, run, profile)
 
 
-def transaction_floor(engine: Engine, payloads: list[list[bytes]]) -> float:
+def transaction_floor(
+    engine: Engine, payloads: list[list[bytes]], table: str = "bench_floor"
+) -> float:
+    """Plain SQL: insert the same JSON bytes, one database transaction per group."""
     sqlite = engine.dialect.name == "sqlite"
     conn = engine.raw_connection()
     try:
         cur = conn.cursor()
         blob = "BLOB" if sqlite else "BYTEA"
         key = "INTEGER PRIMARY KEY" if sqlite else "BIGSERIAL PRIMARY KEY"
-        cur.execute(f"CREATE TABLE bench_floor (k {key}, data {blob})")
+        cur.execute(f"CREATE TABLE {table} (k {key}, data {blob})")
         conn.commit()
-        sql = "INSERT INTO bench_floor (data) VALUES (" + ("?" if sqlite else "%s") + ")"
+        sql = f"INSERT INTO {table} (data) VALUES (" + ("?" if sqlite else "%s") + ")"
 
         def run() -> None:
             for bundle in payloads:
@@ -312,6 +315,10 @@ def bench_engine(
             ids: list[tuple[str, str]] = []
             created = create_via_handle(services, bodies, ids, args.profile == "create")
             row("create  POST Type", created, "R4B validation only", floor, TARGET)
+            commit_floor = transaction_floor(
+                engine, [[b] for _, b in bodies], table="bench_create_floor"
+            )
+            row("create  POST Type", created, "SQL insert, 1 txn each", commit_floor, None)
             random.Random(3).shuffle(ids)
             read = read_via_handle(services, ids, args.profile == "read")
             row(

@@ -7,6 +7,7 @@ authorisation, consent and audit issues change one class, not every interaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,11 @@ class EnforcingRepository:
         self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
     ) -> StoredVersion:
         return self._store.create(res_type, res_id, body, method)
+
+    def create_many(
+        self, items: Sequence[tuple[str, str, dict[str, Any]]], method: str = "POST"
+    ) -> list[StoredVersion]:
+        return self._store.create_many(items, method)
 
     def put(
         self,

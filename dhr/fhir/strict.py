@@ -69,9 +69,18 @@ def _walk(
         if isinstance(value, list):
             if isinstance(raw_value, list):
                 for i, (item, raw_item) in enumerate(zip(value, raw_value, strict=False)):
+                    if raw_item.__class__ is str and allowed is None and _plain_str(item):
+                        continue  # the common case, decided without a call
                     _check(raw_item, item, (*loc, alias, i), allowed, res_type, issues)
+        elif raw_value.__class__ is str and allowed is None and _plain_str(value):
+            continue
         else:
             _check(raw_value, value, (*loc, alias), allowed, res_type, issues)
+
+
+def _plain_str(value: Any) -> bool:
+    """A JSON string is right for ``value`` (None, or a string-typed primitive)."""
+    return value is None or value.__class__ is str
 
 
 def _check(

@@ -34,6 +34,8 @@ class ReferenceResolver:
         self.ctx = ctx
         self.targets: dict[str, str] = {}  # fullUrl (and relative alias) -> "Type/id"
         self._conditional: dict[str, str] = {}
+        # Called before a conditional reference searches: pending writes must be visible.
+        self.before_lookup: Callable[[], None] = lambda: None
 
     def add(self, full_url: str, res_type: str, res_id: str) -> None:
         target = f"{res_type}/{res_id}"
@@ -92,6 +94,7 @@ class ReferenceResolver:
                 f"Conditional reference {value[:100]!r}: {exc.diagnostics}", "bad-reference"
             ) from None
         what = f"Conditional reference {value[:100]!r}"
+        self.before_lookup()
         found = match_one(self.ctx, res_type, parse_criteria_string(query), what)
         if found is None:
             raise precondition_failed(f"{what} matches no {res_type}", "reference-no-match")
@@ -100,28 +103,55 @@ class ReferenceResolver:
         return target
 
     def rewrite(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """``resource`` with every ``reference`` rewritten (a new structure; input untouched)."""
+        """``resource`` with every ``reference`` rewritten (a new top-level dict; input untouched;
+        containers without a rewritten reference are shared with the input)."""
         return _walk(resource, self.reference)
 
 
+# A container met during the walk: (the container, (its parent's entry, its key)) or None at root.
+_Entry = tuple[Any, "tuple[_Entry, Any] | None"]
+
+
 def _walk(resource: dict[str, Any], fix: Callable[[str], str]) -> dict[str, Any]:
-    """Copy ``resource`` without recursion (no depth limit), passing references through ``fix``."""
-    root: dict[str, Any] = dict(resource)
-    stack: list[dict[str, Any] | list[Any]] = [root]
+    """``resource`` with references passed through ``fix``, without recursion (no depth limit).
+
+    Copy on write: only the containers on the way to a changed reference are copied (as plain
+    dicts and lists); the rest is shared with ``resource``, which is never modified.
+    """
+    copies: dict[int, Any] = {}
+    root: _Entry = (resource, None)
+    stack: list[_Entry] = [root]
+    push, pop = stack.append, stack.pop
     while stack:
-        node = stack.pop()
-        items: Any = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, value in list(items):
-            if key == "reference" and isinstance(value, str) and isinstance(node, dict):
-                new = fix(value)
-                if new != value:
-                    node[key] = new
-            elif isinstance(value, dict):
-                copy_d = dict(value)
-                node[key] = copy_d
-                stack.append(copy_d)
-            elif isinstance(value, list):
-                copy_l = list(value)
-                node[key] = copy_l
-                stack.append(copy_l)
-    return root
+        entry = pop()
+        node = entry[0]
+        if isinstance(node, dict):
+            for key, value in node.items():
+                kind = value.__class__
+                if kind is str:
+                    if key == "reference":
+                        new = fix(value)
+                        if new != value:
+                            _own(entry, copies)[key] = new
+                elif kind is dict or kind is list or isinstance(value, dict | list):
+                    push((value, (entry, key)))
+        else:
+            for i, value in enumerate(node):
+                kind = value.__class__
+                if kind is dict or kind is list or isinstance(value, dict | list):
+                    push((value, (entry, i)))
+    out = copies.get(id(resource))
+    return dict(resource) if out is None else out
+
+
+def _own(entry: _Entry, copies: dict[int, Any]) -> Any:
+    """The copy of ``entry``'s container, made (with its parents' copies) on first write."""
+    node = entry[0]
+    mine = copies.get(id(node))
+    if mine is None:
+        mine = copies[id(node)] = dict(node) if isinstance(node, dict) else list(node)
+        link = entry[1]
+        if link is not None:
+            parent, key = link
+            _own(parent, copies)[key] = mine
+    return mine

@@ -24,6 +24,7 @@ from dhr.fhir.types import check_type
 from dhr.interactions import create
 from dhr.interactions.bundle_entries import BundleEntry, response_entry
 from dhr.interactions.bundle_refs import ReferenceResolver
+from dhr.interactions.common import load_resource
 from dhr.interactions.criteria import match_one, parse_criteria, parse_criteria_string
 from dhr.store.db import unit_of_work
 
@@ -67,6 +68,9 @@ class _Transaction:
         self.matched: set[int] = set()  # POST entries whose If-None-Exist found a resource
         self.touched: dict[tuple[str, str], int] = {}  # resource -> entry that changed it
         self.results: dict[int, FhirResponse] = {}
+        # Plain creates validated and waiting to be stored together (see _store_creates).
+        self.prepared: list[tuple[BundleEntry, FhirRequest, str, dict[str, Any]]] = []
+        self.refs.before_lookup = self._store_creates
 
     def run(self) -> dict[int, FhirResponse]:
         self._check_full_urls()
@@ -81,7 +85,12 @@ class _Transaction:
         for entry in self.entries:
             self._guard(entry, self._assign_conditional)
         for entry in ordered[len(deletes) :]:
-            self._guard(entry, self._execute)
+            if self._plain_create(entry):
+                self._guard(entry, self._prepare_create)
+            else:
+                self._store_creates()  # later entries may search for or change them
+                self._guard(entry, self._execute)
+        self._store_creates()
         return self.results
 
     def _guard(self, entry: BundleEntry, step: Callable[[BundleEntry], None]) -> None:
@@ -170,6 +179,44 @@ class _Transaction:
             text = issues[0].get("diagnostics", "the entry failed")
             raise FhirError(response.status, "processing", str(text), "bundle-entry-failed")
         self.results[entry.index] = response
+
+    def _plain_create(self, entry: BundleEntry) -> bool:
+        """A POST whose id was assigned up front (no If-None-Exist): it can be stored in bulk."""
+        return (
+            entry.method == "POST"
+            and entry.index in self.assigned
+            and "if-none-exist" not in entry.headers
+        )
+
+    def _prepare_create(self, entry: BundleEntry) -> None:
+        """Resolve references and validate a plain create; :meth:`_store_creates` stores it."""
+        url = self.refs.url(entry.url)
+        resource = self.refs.rewrite(entry.resource) if entry.resource is not None else None
+        req = FhirRequest.from_url(
+            entry.method, url, headers=dict(entry.headers), parsed_body=resource
+        )
+        res_type = check_type(req.segments[0])
+        body = load_resource(req, res_type)
+        self.prepared.append((entry, req, res_type, body))
+
+    def _store_creates(self) -> None:
+        """Store the prepared creates in request order (before anything reads or writes more)."""
+        if not self.prepared:
+            return
+        batch, self.prepared = self.prepared, []
+        items = [(req, res_type, self.assigned[e.index], body) for e, req, res_type, body in batch]
+        responses: list[FhirResponse] = []
+
+        def store(_: BundleEntry) -> None:
+            responses.extend(create.create_many(self.ctx, items))
+
+        self._guard(batch[0][0], store)  # a database failure here is the batch's, reported once
+        for (entry, _, _, _), response in zip(batch, responses, strict=True):
+            self._guard(entry, self._touch_created)
+            self.results[entry.index] = response
+
+    def _touch_created(self, entry: BundleEntry) -> None:
+        self._touch(entry, check_type(entry.segments()[0]), self.assigned[entry.index])
 
     def _create(self, entry: BundleEntry, req: FhirRequest, res_type: str) -> FhirResponse:
         planned = self.assigned[entry.index]

@@ -6,6 +6,8 @@ The server assigns the id (any id in the body is ignored, as the spec says). Wit
 
 from __future__ import annotations
 
+from typing import Any
+
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
 from dhr.fhir.ids import new_id
@@ -29,3 +31,18 @@ def create(
             return response
     stored = ctx.repo.create(res_type, res_id or new_id(), body)
     return write_response(req, ctx, stored, 201, f"Created {res_type}/{stored.res_id}")
+
+
+def create_many(
+    ctx: RequestContext, items: list[tuple[FhirRequest, str, str, dict[str, Any]]]
+) -> list[FhirResponse]:
+    """Plain creates (no ``If-None-Exist``) stored together, in order.
+
+    Each item is ``(request, type, id, body)`` with ``body`` from :func:`load_resource` (parsed
+    and validated); a transaction validates every entry first, then stores them in one go.
+    """
+    stored = ctx.repo.create_many([(res_type, res_id, body) for _, res_type, res_id, body in items])
+    return [
+        write_response(req, ctx, version, 201, f"Created {version.res_type}/{version.res_id}")
+        for (req, _, _, _), version in zip(items, stored, strict=True)
+    ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, and_, func, or_, select, union
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
@@ -32,6 +32,7 @@ from dhr.fhir.types import resource_types
 from dhr.interactions.history import page_size
 from dhr.search import compartment
 from dhr.search.include import RESOURCE, VERSION
+from dhr.search.sql.dialect import any_of
 from dhr.search.sql.predicate import index_table
 
 _KNOWN = frozenset({"_since", "_type", "_count", "_page", "_format", "_pretty"})
@@ -104,12 +105,19 @@ def _types(req: FhirRequest) -> list[str] | None:
 
 
 class _Where:
-    """The conditions on a ``resource`` alias that put it in the $everything set."""
+    """The conditions on a ``resource`` alias that put it in the $everything set.
+
+    The set is one key list, ``members UNION referenced`` (``members`` a CTE, read once), that
+    drives the statement through the primary key: the compartment's references are found by
+    ``ix_reference (target_id, target_type)`` and what the members refer to by
+    ``ix_reference (resource_key, ...)``, so a page costs the size of one Patient's record, not of
+    the database.
+    """
 
     def __init__(
         self, patient_id: str | None, types: list[str] | None, since: int | None, base: str
     ) -> None:
-        self.members = compartment.member_keys("Patient", patient_id)
+        self.members = compartment.member_keys("Patient", patient_id).cte("members")
         ref = index_table("reference").alias()
         target = RESOURCE.alias()
         joined = ref.join(
@@ -117,20 +125,21 @@ class _Where:
             and_(target.c.res_type == ref.c.target_type, target.c.res_id == ref.c.target_id),
         )
         local = or_(ref.c.url.is_(None), ref.c.url.startswith(base + "/", autoescape=True))
-        self.referenced = (
+        member_keys = select(self.members.c.key)
+        referenced = (
             select(target.c.key)
             .select_from(joined)
-            .where(ref.c.resource_key.in_(self.members), local)
+            .where(any_of(ref.c.resource_key, member_keys), ref.c.target_type.is_not(None), local)
         )
+        self.keys = union(member_keys, referenced)
         self.types = types
         self.since = since
 
+    def is_member(self, res: FromClause) -> ColumnElement[bool]:
+        return res.c.key.in_(select(self.members.c.key))
+
     def __call__(self, res: Any) -> list[ColumnElement[bool]]:
-        where = [
-            res.c.deleted.is_(False),
-            res.c.version_id > 0,
-            or_(res.c.key.in_(self.members), res.c.key.in_(self.referenced)),
-        ]
+        where = [any_of(res.c.key, self.keys), res.c.deleted.is_(False), res.c.version_id > 0]
         if self.types is not None:
             where.append(res.c.res_type.in_(self.types))
         if self.since is not None:
@@ -150,7 +159,7 @@ def _page(where: _Where, after: int | None, limit: int) -> Select[Any]:
             res.c.res_type,
             res.c.res_id,
             ver.c.data,
-            res.c.key.in_(where.members).label("member"),
+            where.is_member(res).label("member"),
         )
         .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
         .where(*conds)

@@ -14,14 +14,26 @@ criterion; ``$everything`` builds on :func:`member_keys`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlalchemy import ColumnElement, CompoundSelect, FromClause, and_, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    FromClause,
+    Select,
+    and_,
+    exists,
+    false,
+    or_,
+    select,
+    union,
+)
 
 from dhr.errors import bad_request
+from dhr.search.sql.dialect import any_of
 from dhr.search.sql.predicate import index_table
 from dhr.store.models import ResourceRow
 
@@ -86,21 +98,45 @@ def criterion(comp_type: str, comp_id: str, res_type: str) -> InCompartment:
     return InCompartment(comp_type, comp_id, codes)
 
 
-def member_condition(res: FromClause, res_type: str, c: InCompartment) -> ColumnElement[bool]:
-    """``res`` (of ``res_type``) is in the compartment of ``c``."""
+Cond = Callable[[FromClause], ColumnElement[bool]]
+
+
+def member_conditions(res_type: str, c: InCompartment) -> tuple[Cond, Cond]:
+    """``res`` (of ``res_type``) is in the compartment of ``c``, two ways: as the driving
+    ``res.key IN (...)`` over ``ix_reference (target_id, target_type)``, and as a probe of one
+    candidate's own reference rows (``ix_reference (resource_key, param, ...)``)."""
     ref = index_table("reference")
-    alternatives: list[ColumnElement[bool]] = []
+    owner = RESOURCE.alias()
+    to_owner = [ref.c.target_type == c.comp_type, ref.c.target_id == c.comp_id]
+    is_owner = res_type == c.comp_type
+    keys: list[Select[tuple[int]]] = []
     if c.codes:
-        sub = select(ref.c.resource_key).where(
-            ref.c.res_type == res_type,
-            ref.c.param.in_(c.codes),
-            ref.c.target_type == c.comp_type,
-            ref.c.target_id == c.comp_id,
+        keys.append(
+            select(ref.c.resource_key).where(
+                ref.c.res_type == res_type, ref.c.param.in_(c.codes), *to_owner
+            )
         )
-        alternatives.append(res.c.key.in_(sub))
-    if res_type == c.comp_type:
-        alternatives.append(res.c.res_id == c.comp_id)
-    return or_(*alternatives) if alternatives else false()
+    if is_owner:
+        keys.append(
+            select(owner.c.key).where(owner.c.res_type == c.comp_type, owner.c.res_id == c.comp_id)
+        )
+
+    def drive(res: FromClause) -> ColumnElement[bool]:
+        if not keys:
+            return false()
+        return any_of(res.c.key, keys[0] if len(keys) == 1 else union(*keys))
+
+    def probe(res: FromClause) -> ColumnElement[bool]:
+        alternatives: list[ColumnElement[bool]] = []
+        if c.codes:
+            alternatives.append(
+                exists().where(ref.c.resource_key == res.c.key, ref.c.param.in_(c.codes), *to_owner)
+            )
+        if is_owner:
+            alternatives.append(res.c.res_id == c.comp_id)
+        return or_(*alternatives) if alternatives else false()
+
+    return drive, probe
 
 
 def member_keys(comp_type: str, comp_id: str | None) -> CompoundSelect[tuple[int]]:

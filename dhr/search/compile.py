@@ -1,9 +1,18 @@
 """Compile a parsed search into SQLAlchemy Core selects over the index tables.
 
 https://hl7.org/fhir/R4/search.html. Only live resources (not deleted, version > 0) match.
-Every criterion becomes ``resource.key IN (subquery)`` (or ``NOT IN`` for ``:not`` and
-``:missing=true``); chains join ``ix_reference`` to the target ``resource`` rows
-(https://hl7.org/fhir/R4/search.html#chaining) and ``_has`` goes the other way (#has).
+
+The statements are index-bound: one criterion, the most selective by its kind (see
+:func:`_rank`: ``_id``, then a reference to one target or a compartment, then codes...),
+*drives* the search as ``resource.key IN (subquery over its index table)``; every other
+criterion is a correlated ``EXISTS`` probe of the candidate's own index rows through the
+``(resource_key, param, ...)`` indexes of migration 0002. So a patient-scoped search reads that
+patient's rows whatever the size of the database. On SQLite the ``res_type`` test is written
+``+res_type`` when a criterion drives (:func:`dhr.search.sql.dialect.unindexed`), or SQLite would
+scan every resource of the type. ``:not`` and ``:missing=true`` are ``NOT EXISTS`` and never
+drive. Chains (https://hl7.org/fhir/R4/search.html#chaining) are compiled inside-out: the ids of
+the matching targets first, then the references to them through
+``ix_reference (res_type, param, target_id, target_type)``; ``_has`` (#has) goes the other way.
 :func:`matching_keys` is the reusable core (``_include``, compartments and ``$everything`` can
 build on it). Sorting (#sort) uses one value per resource: the minimum of its index rows for an
 ascending key, the maximum for a descending one; resources without a value sort last, and the
@@ -14,7 +23,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,12 +33,14 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    exists,
     false,
     func,
     literal,
     not_,
     or_,
     select,
+    union,
 )
 
 from dhr.errors import bad_request
@@ -36,58 +48,63 @@ from dhr.search import compartment
 from dhr.search.compartment import InCompartment
 from dhr.search.params import Chain, Criterion, Filter, Has, SortKey
 from dhr.search.sql import composite, special
+from dhr.search.sql.dialect import any_of, unindexed
 from dhr.search.sql.predicate import index_code, index_table, table_name, value_match
-from dhr.search.sql.values import Composite, Missing
+from dhr.search.sql.values import Composite, Missing, Ref, Text, Token, Uri, Value
 from dhr.store.models import ResourceRow, VersionRow
 
 RESOURCE = ResourceRow.__table__
 VERSION = VersionRow.__table__
 _SPECIAL = frozenset({"_id", "_lastUpdated"})
 
+Cond = Callable[[FromClause], ColumnElement[bool]]
 
-def live(res: FromClause, res_type: str) -> list[ColumnElement[bool]]:
-    return [res.c.res_type == res_type, res.c.deleted.is_(False), res.c.version_id > 0]
+
+@dataclass(frozen=True)
+class _Part:
+    """One criterion two ways: as the driving ``IN`` and as a per-candidate probe."""
+
+    rank: int | None  # lower is more selective; None: cannot drive (negations, no index)
+    drive: Cond
+    probe: Cond
+    by_id: bool = False  # drives through ``resource (res_type, res_id)``, not by key
+
+
+def where(res: FromClause, res_type: str, criteria: Sequence[Criterion]) -> list[Any]:
+    """The conditions on ``res`` for a live ``res_type`` resource matching every criterion."""
+    parts = [_part(res_type, c) for c in criteria]
+    drivers = [p for p in parts if p.rank is not None]
+    driver = min(drivers, key=lambda p: p.rank or 0) if drivers else None
+    is_type = res.c.res_type == res_type
+    if driver is not None and not driver.by_id:
+        is_type = unindexed(res.c.res_type) == res_type
+    conds = [is_type, res.c.deleted.is_(False), res.c.version_id > 0]
+    return conds + [p.drive(res) if p is driver else p.probe(res) for p in parts]
 
 
 def matching_keys(res_type: str, criteria: Sequence[Criterion]) -> Select[tuple[int]]:
     """``SELECT key`` of the live ``res_type`` resources matching every criterion."""
     res = RESOURCE.alias()
-    return select(res.c.key).where(*live(res, res_type), *conditions(res, res_type, criteria))
+    return select(res.c.key).where(*where(res, res_type, criteria))
 
 
 def matching_ids(res_type: str, criteria: Sequence[Criterion], limit: int) -> Select[Any]:
     """``SELECT res_id`` of at most ``limit`` matches (conditional interactions)."""
     res = RESOURCE.alias()
-    where = [*live(res, res_type), *conditions(res, res_type, criteria)]
-    return select(res.c.res_id).where(*where).order_by(res.c.key).limit(limit)
+    stmt = select(res.c.res_id).where(*where(res, res_type, criteria))
+    return stmt.order_by(res.c.key).limit(limit)
 
 
-def conditions(
-    res: FromClause, res_type: str, criteria: Sequence[Criterion]
-) -> list[ColumnElement[bool]]:
-    return [criterion(res, res_type, c) for c in criteria]
-
-
-def criterion(res: FromClause, res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _part(res_type: str, c: Criterion) -> _Part:
     if isinstance(c, Filter):
-        return _filter(res, res_type, c)
+        return _filter(res_type, c)
     if isinstance(c, InCompartment):
-        return compartment.member_condition(res, res_type, c)
-    ref = index_table("reference")
+        drive, probe = compartment.member_conditions(res_type, c)
+        return _Part(1, drive, probe)
     if isinstance(c, Chain):
-        target = RESOURCE.alias()
-        inner = or_(*(target.c.key.in_(matching_keys(t, [ic])) for t, ic in c.inner))
-        joined = ref.join(
-            target,
-            and_(target.c.res_type == ref.c.target_type, target.c.res_id == ref.c.target_id),
-        )
-        sub = (
-            select(ref.c.resource_key)
-            .select_from(joined)
-            .where(ref.c.res_type == res_type, ref.c.param == c.param.code, inner)
-        )
-        return res.c.key.in_(sub)
+        return _chain(res_type, c)
     assert isinstance(c, Has)
+    ref = index_table("reference")
     referrers = matching_keys(c.source, [c.inner])
     sub = select(ref.c.target_id).where(
         ref.c.res_type == c.source,
@@ -95,13 +112,59 @@ def criterion(res: FromClause, res_type: str, c: Criterion) -> ColumnElement[boo
         ref.c.target_type == res_type,
         ref.c.resource_key.in_(referrers),
     )
-    return res.c.res_id.in_(sub)
+    has: Cond = lambda res: any_of(res.c.res_id, sub)  # noqa: E731
+    return _Part(4, has, has, by_id=True)
 
 
-def _filter(res: FromClause, res_type: str, f: Filter) -> ColumnElement[bool]:
+def _chain(res_type: str, c: Chain) -> _Part:
+    """Inside-out: ids of the targets matching the inner criterion, then references to them
+    (one ``ix_reference (res_type, param, target_id, target_type)`` lookup per target type)."""
+    ref = index_table("reference")
+    per_type = []
+    for t, ic in c.inner:
+        target = RESOURCE.alias()
+        ids = select(target.c.res_id).where(*where(target, t, [ic]))
+        per_type.append((t, ids))
+
+    def to_type(r: FromClause, t: str, ids: Select[Any]) -> list[ColumnElement[bool]]:
+        return [r.c.param == c.param.code, any_of(r.c.target_id, ids), r.c.target_type == t]
+
+    def drive(res: FromClause) -> ColumnElement[bool]:
+        subs = []
+        for t, ids in per_type:
+            r = index_table("reference")
+            cond = [r.c.res_type == res_type, *to_type(r, t, ids)]
+            subs.append(select(r.c.resource_key).where(*cond))
+        return any_of(res.c.key, subs[0] if len(subs) == 1 else union(*subs))
+
+    def probe(res: FromClause) -> ColumnElement[bool]:
+        own = ref.c.resource_key == res.c.key
+        return or_(*(exists().where(own, *to_type(ref, t, ids)) for t, ids in per_type))
+
+    return _Part(3, drive, probe)
+
+
+def _rows(
+    res_type: str, name: str, code: str, pred: Callable[[FromClause], ColumnElement[bool]] | None
+) -> _Part:
+    """Rows of index table ``name`` under ``code`` (matching ``pred``) exist."""
+    t = index_table(name)
+    extra = [] if pred is None else [pred(t)]
+    sub = select(t.c.resource_key).where(t.c.res_type == res_type, t.c.param == code, *extra)
+    return _Part(
+        0,
+        lambda res: any_of(res.c.key, sub),
+        lambda res: exists().where(t.c.resource_key == res.c.key, t.c.param == code, *extra),
+    )
+
+
+def _filter(res_type: str, f: Filter) -> _Part:
     param = f.param
     if param.code in _SPECIAL:
-        return special.match(res, f)
+        cond: Cond = lambda res: special.match(res, f)  # noqa: E731
+        simple_id = param.code == "_id" and f.modifier is None
+        simple_id = simple_id and not isinstance(f.values[0], Missing)
+        return _Part(0 if simple_id else None, cond, cond, by_id=True)
     first = f.values[0]
     if isinstance(first, Missing):
         name = (
@@ -109,25 +172,51 @@ def _filter(res: FromClause, res_type: str, f: Filter) -> ColumnElement[bool]:
             if param.type == "composite"
             else table_name(param, None)
         )
-        t = index_table(name)
-        has = res.c.key.in_(
-            select(t.c.resource_key).where(t.c.res_type == res_type, t.c.param == param.code)
-        )
-        return not_(has) if first.missing else has
+        has = _rows(res_type, name, param.code, None)
+        if first.missing:
+            absent: Cond = lambda res: not_(has.probe(res))  # noqa: E731
+            return _Part(None, absent, absent)
+        return _Part(6, has.drive, has.probe)
     if param.type == "composite":
-        return or_(
-            *(
-                res.c.key.in_(composite.keys(res_type, param, v))
-                for v in f.values
-                if isinstance(v, Composite)
-            )
+        values = [v for v in f.values if isinstance(v, Composite)]
+        return _Part(
+            2,
+            lambda res: or_(
+                *(any_of(res.c.key, composite.keys(res_type, param, v)) for v in values)
+            ),
+            lambda res: or_(
+                *(exists(composite.keys(res_type, param, v, owner=res.c.key)) for v in values)
+            ),
         )
-    t = index_table(table_name(param, f.modifier))
-    pred = or_(*(value_match(t, param, f.modifier, v) for v in f.values))
-    sub = select(t.c.resource_key).where(
-        t.c.res_type == res_type, t.c.param == index_code(param, f.modifier), pred
+    rows = _rows_matching(res_type, param, f)
+    if f.modifier == "not":
+        negated: Cond = lambda res: not_(rows.probe(res))  # noqa: E731
+        return _Part(None, negated, negated)
+    return _Part(min(_rank(param.type, f.modifier, v) for v in f.values), rows.drive, rows.probe)
+
+
+def _rows_matching(res_type: str, param: Any, f: Filter) -> _Part:
+    """Rows of ``param`` matching one of ``f``'s values exist."""
+    t_name, code = table_name(param, f.modifier), index_code(param, f.modifier)
+    return _rows(
+        res_type,
+        t_name,
+        code,
+        lambda t: or_(*(value_match(t, param, f.modifier, v) for v in f.values)),
     )
-    return not_(res.c.key.in_(sub)) if f.modifier == "not" else res.c.key.in_(sub)
+
+
+def _rank(kind: str, modifier: str | None, v: Value) -> int:
+    """How selective one value is likely to be: 1 one target, 2 a code, ... 6 barely at all."""
+    if isinstance(v, Ref):
+        return 1 if v.target_id is not None or v.url is not None else 5
+    if isinstance(v, Token):
+        return 2 if v.code is not None else 5
+    if isinstance(v, Uri):
+        return 2 if modifier is None else 3
+    if isinstance(v, Text):
+        return {"exact": 4, "contains": 6}.get(modifier or "", 3)
+    return 5 if kind in ("date", "number", "quantity") else 6
 
 
 def _first_component(param: Any) -> Any:
@@ -178,7 +267,7 @@ def page_query(
     columns = [sort_value(res, k).label(f"s{i}") for i, k in enumerate(sort)]
     inner = (
         select(res.c.key, res.c.res_type, res.c.res_id, res.c.version_id, *columns)
-        .where(*live(res, res_type), *conditions(res, res_type, criteria))
+        .where(*where(res, res_type, criteria))
         .subquery()
     )
     ver = VERSION.alias()
@@ -198,8 +287,7 @@ def page_query(
 
 def count_query(res_type: str, criteria: Sequence[Criterion]) -> Select[Any]:
     res = RESOURCE.alias()
-    where = [*live(res, res_type), *conditions(res, res_type, criteria)]
-    return select(func.count()).select_from(res).where(*where)
+    return select(func.count()).select_from(res).where(*where(res, res_type, criteria))
 
 
 def _after(ordered: Sequence[tuple[ColumnElement[Any], bool]], values: list[Any]) -> Any:

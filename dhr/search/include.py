@@ -13,9 +13,12 @@ Resolved per page, for that page's matches only, from ``ix_reference``:
 
 Each round costs one SQL statement per include parameter that can apply to that round's
 resources (it returns the rows with their JSON), whatever the page size: no N+1. References by
-absolute URL count only when the URL is on this server's base. Reads go through the enforcing
-repository like any search. At most :data:`MAX_INCLUDED` resources are added to one page; more
-is reported as truncated (the caller adds a warning).
+absolute URL count only when the URL is on this server's base. The statements are index-bound
+(:func:`dhr.search.sql.dialect.any_of`): ``_revinclude`` looks the page's (type, id) pairs up as
+constants in ``ix_reference (res_type, param, target_id, target_type)``, ``_include`` the page's
+keys in ``ix_reference (resource_key, ...)``. Reads go through the enforcing repository like
+any search. At most :data:`MAX_INCLUDED` resources are added to one page; more is reported as
+truncated (the caller adds a warning).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, FromClause, Row, Select, and_, or_, select
 
 from dhr.search.params import Include
+from dhr.search.sql.dialect import any_of
 from dhr.search.sql.predicate import index_table
 from dhr.store.models import ResourceRow, VersionRow
 
@@ -47,7 +51,7 @@ def resolve(
     """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
     result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order."""
     seen = {int(row[0]) for row in matches}
-    focus = [(int(row[0]), str(row[1])) for row in matches]
+    focus = [(int(row[0]), str(row[1]), str(row[2])) for row in matches]
     active = list(includes)
     out: list[Sequence[Any]] = []
     truncated = False
@@ -55,13 +59,13 @@ def resolve(
         if not focus or not active:
             break
         added: list[Sequence[Any]] = []
-        types = {t for _, t in focus}
+        types = {t for _, t, _ in focus}
         for inc in active:
             if not applies(inc, types):
                 continue
-            keys = [k for k, t in focus if inc.reverse or inc.source in (None, t)]
+            wanted = [f for f in focus if inc.reverse or inc.source in (None, f[1])]
             room = MAX_INCLUDED - len(out) - len(added)
-            rows = repo.search(statement(inc, keys, base, room + 1))
+            rows = repo.search(statement(inc, wanted, base, room + 1))
             truncated = truncated or len(rows) > room
             for row in rows[:room]:
                 if int(row[0]) not in seen:
@@ -70,7 +74,7 @@ def resolve(
         out.extend(added)
         if truncated:
             break
-        focus = [(int(row[0]), str(row[1])) for row in added]
+        focus = [(int(row[0]), str(row[1]), str(row[2])) for row in added]
         active = [inc for inc in active if inc.iterate]
     return out, truncated
 
@@ -82,13 +86,12 @@ def applies(inc: Include, types: set[str]) -> bool:
     return inc.source is None or inc.source in types
 
 
-def statement(inc: Include, keys: Sequence[int], base: str, limit: int) -> Select[Any]:
-    """One round of one include parameter over the resources ``keys``, as full rows."""
+def statement(
+    inc: Include, focus: Sequence[tuple[int, str, str]], base: str, limit: int
+) -> Select[Any]:
+    """One round of one include parameter over the ``(key, type, id)`` resources ``focus``,
+    as full rows."""
     ref = index_table("reference").alias()
-    other = RESOURCE.alias()
-    joined = ref.join(
-        other, and_(other.c.res_type == ref.c.target_type, other.c.res_id == ref.c.target_id)
-    )
     where: list[ColumnElement[bool]] = [_local(ref, base)]
     if inc.source is not None:
         where.append(ref.c.res_type == inc.source)
@@ -96,13 +99,22 @@ def statement(inc: Include, keys: Sequence[int], base: str, limit: int) -> Selec
         where.append(ref.c.param == inc.param.code)
     if inc.target is not None:
         where.append(ref.c.target_type == inc.target)
-    if inc.reverse:  # sources whose reference points at one of ``keys``
-        wanted = select(ref.c.resource_key).select_from(joined)
-        where.append(other.c.key.in_(keys))
-    else:  # targets that a reference of one of ``keys`` points at
-        wanted = select(other.c.key).select_from(joined)
-        where.append(ref.c.resource_key.in_(keys))
-    return rows_for(wanted.where(*where), limit)
+    if inc.reverse:  # sources whose reference points at one of ``focus``, by its type and id
+        by_type: dict[str, list[str]] = {}
+        for _, res_type, res_id in focus:
+            by_type.setdefault(res_type, []).append(res_id)
+        targets = [
+            and_(ref.c.target_type == t, ref.c.target_id.in_(ids)) for t, ids in by_type.items()
+        ]
+        wanted = select(ref.c.resource_key).where(*where, or_(*targets))
+    else:  # targets that a reference of one of ``focus`` points at
+        other = RESOURCE.alias()
+        joined = ref.join(
+            other, and_(other.c.res_type == ref.c.target_type, other.c.res_id == ref.c.target_id)
+        )
+        keys = [key for key, _, _ in focus]
+        wanted = select(other.c.key).select_from(joined).where(*where, ref.c.resource_key.in_(keys))
+    return rows_for(wanted, limit)
 
 
 def rows_for(keys: Select[Any], limit: int) -> Select[Any]:
@@ -112,7 +124,7 @@ def rows_for(keys: Select[Any], limit: int) -> Select[Any]:
     return (
         select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data)
         .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
-        .where(res.c.key.in_(keys), res.c.deleted.is_(False), res.c.version_id > 0)
+        .where(any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0)
         .order_by(res.c.key)
         .limit(limit)
     )

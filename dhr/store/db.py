@@ -25,6 +25,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # How the next SQLite transaction begins: "write" (IMMEDIATE), "read" (deferred) or "none".
 _TXN_MODE: contextvars.ContextVar[str] = contextvars.ContextVar("dhr_txn_mode", default="read")
 _BEGIN = {"write": "BEGIN IMMEDIATE", "read": "BEGIN"}
+WAL_CHECKPOINT_PAGES = 10_000
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -57,6 +58,12 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Checkpoint every ~40 MB of WAL instead of every 4 MB: a transaction Bundle dirties
+        # thousands of index pages, and checkpointing them after every Bundle (write + fsync of
+        # the database file) cost a fifth of the load time. Durability is unchanged (WAL with
+        # synchronous=NORMAL); the WAL is cut back to 64 MB after a checkpoint.
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         cur.close()
 
     @event.listens_for(engine, "begin")

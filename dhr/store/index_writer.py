@@ -4,18 +4,24 @@ https://hl7.org/fhir/R4/search.html. Rows come from :func:`dhr.search.extract.ex
 dataclass in :mod:`dhr.search.rows` maps to one table in :data:`dhr.store.models.INDEX_TABLES`.
 Only the current version of a resource is indexed: an update drops the old rows first.
 
-Rows are queued on the connection and written in one multi-row INSERT per table when the unit
-of work flushes (before any search in it, and before commit), so a 1,000-entry transaction costs
-seven index statements, not seven thousand.
+Rows are queued on the connection (as tuples in column order) and written when the unit of work
+flushes (before any search in it, and before commit): on SQLite one ``executemany`` per table,
+on PostgreSQL one statement for every table (``INSERT ... SELECT FROM unnest(arrays)`` per table
+in data-modifying CTEs), so a 1,000-entry transaction costs one round trip of index writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, text
+from sqlalchemy import Connection, bindparam, delete, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import Float
 
 from dhr.search.rows import (
     DateRow,
@@ -38,13 +44,48 @@ _TABLE_OF: dict[type, str] = {
     ReferenceRow: "reference",
     UriRow: "uri",
 }
-_INSERTS = {name: insert(table) for name, table in INDEX_TABLES.items()}
+# Column order of a queued tuple: the owner, its type, then the row dataclass's fields in order.
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    name: ("resource_key", "res_type", *(f.name for f in dataclasses.fields(cls)))
+    for cls, name in _TABLE_OF.items()
+}
+_TABLE_NAMES = {name: f"ix_{name}" for name in INDEX_TABLES}
+# SQLite: positional driver SQL per table. Names are our own constants, never input.
+_SQLITE_INSERTS = {
+    name: f"INSERT INTO {_TABLE_NAMES[name]} ({', '.join(cols)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in cols)})"
+    for name, cols in _COLUMNS.items()
+}
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_type(name: str, col: str) -> str:
+    # Unsized: an explicit cast to VARCHAR(n) would truncate, the assignment cast refuses.
+    kind = INDEX_TABLES[name].__table__.c[col].type.compile(dialect=_PG)  # type: ignore[attr-defined]
+    return str(kind).split("(", 1)[0]
+
+
+# PostgreSQL array element type of each column, and which columns must be sent as floats.
+_PG_TYPES = {name: tuple(_pg_type(name, col) for col in cols) for name, cols in _COLUMNS.items()}
+_FLOATS: dict[str, tuple[int, ...]] = {
+    name: tuple(
+        i
+        for i, col in enumerate(cols)
+        if isinstance(INDEX_TABLES[name].__table__.c[col].type, Float)  # type: ignore[attr-defined]
+    )
+    for name, cols in _COLUMNS.items()
+}
+# PostgreSQL: from this many queued rows on, COPY (one round trip per table) beats arrays.
+COPY_FROM = 200
+_PG_COPY = {
+    name: f"COPY {_TABLE_NAMES[name]} ({', '.join(cols)}) FROM STDIN"
+    for name, cols in _COLUMNS.items()
+}
 _DROPS = [
     delete(table).where(table.resource_key == bindparam("k")) for table in INDEX_TABLES.values()
 ]
-# PostgreSQL: every table in one statement (one round trip instead of seven). The names are
-# our own constants (ix_<type>), never input.
-_NAMES = [f"ix_{name}" for name in INDEX_TABLES]
+# PostgreSQL: every table in one statement (one round trip instead of seven).
+_NAMES = list(_TABLE_NAMES.values())
 _CTES = ", ".join(
     f"d{i} AS (DELETE FROM {n} WHERE resource_key = :k)"  # noqa: S608
     for i, n in enumerate(_NAMES[:-1])
@@ -52,31 +93,118 @@ _CTES = ", ".join(
 _PG_DROP = text(f"WITH {_CTES} DELETE FROM {_NAMES[-1]} WHERE resource_key = :k")  # noqa: S608
 # Queued rows belong to one Connection object (one unit of work), never to the pooled DBAPI
 # connection behind it: a rolled-back unit's rows must not leak into the next one.
-_QUEUES: weakref.WeakKeyDictionary[Connection, dict[str, list[dict[str, Any]]]] = (
+_QUEUES: weakref.WeakKeyDictionary[Connection, dict[str, list[tuple[Any, ...]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _pending(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+def _pending(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
     return _QUEUES.setdefault(conn, {})
 
 
 def queue_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[IndexRow]) -> None:
     """Queue ``rows`` for resource ``key``; :func:`flush_index_rows` writes them."""
+    if not rows:
+        return
     pending = _pending(conn)
+    table_of = _TABLE_OF
     for row in rows:
-        values = {**row.__dict__, "resource_key": key, "res_type": res_type}
-        pending.setdefault(_TABLE_OF[type(row)], []).append(values)
+        name = table_of[type(row)]
+        batch = pending.get(name)
+        if batch is None:
+            batch = pending[name] = []
+        batch.append((key, res_type, *row.__dict__.values()))
+
+
+@cache
+def _pg_insert(names: tuple[str, ...]) -> str:
+    """One statement inserting into every table in ``names`` from one array per column."""
+    parts: list[str] = []
+    for name in names:
+        cols = _COLUMNS[name]
+        arrays = ", ".join(f"%({name}_{i})s::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]))
+        parts.append(
+            f"INSERT INTO {_TABLE_NAMES[name]} ({', '.join(cols)}) "  # noqa: S608
+            f"SELECT * FROM unnest({arrays})"
+        )
+    if len(parts) == 1:
+        return parts[0]
+    ctes = ", ".join(f"i{n} AS ({part})" for n, part in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}"
+
+
+def _pg_params(name: str, batch: list[tuple[Any, ...]], into: dict[str, Any]) -> None:
+    floats = _FLOATS[name]
+    for i, column in enumerate(zip(*batch, strict=True)):
+        values = list(column)
+        if i in floats:  # one element type per array (an int among floats would not dump)
+            values = [None if v is None else float(v) for v in values]
+        into[f"{name}_{i}"] = values
+
+
+def _pg_copy(
+    conn: Connection, names: tuple[str, ...], pending: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    """``COPY ... FROM STDIN`` per table: rows formatted by the driver in C, no arrays."""
+
+    def write(cursor: Any, name: str) -> None:
+        with cursor.copy(_PG_COPY[name]) as copy:
+            put = copy.write_row
+            for row in pending[name]:
+                put(row)
+
+    _on_driver_cursor(conn, names, write)
+
+
+def _sqlite_insert(
+    conn: Connection, names: tuple[str, ...], pending: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    """One ``executemany`` per table on the driver's cursor (no per-statement overhead)."""
+
+    def write(cursor: Any, name: str) -> None:
+        cursor.executemany(_SQLITE_INSERTS[name], pending[name])
+
+    _on_driver_cursor(conn, names, write)
+
+
+def _on_driver_cursor(
+    conn: Connection, names: tuple[str, ...], write: Callable[[Any, str], None]
+) -> None:
+    """Run ``write`` per table on one DBAPI cursor of ``conn`` (inside its transaction).
+
+    A driver error is raised as SQLAlchemy would have raised it, so callers map it like any
+    other database error (409/503).
+    """
+    cursor = conn.connection.cursor()
+    name = ""
+    try:
+        for name in names:
+            write(cursor, name)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        error = conn.dialect.loaded_dbapi.Error
+        raise DBAPIError.instance(f"INSERT INTO ix_{name}", None, exc, error) from exc
+    finally:
+        cursor.close()
 
 
 def flush_index_rows(conn: Connection) -> None:
-    """Write every queued row (one executemany per table)."""
+    """Write every queued row."""
     pending = _QUEUES.pop(conn, None)
     if not pending:
         return
-    for name, batch in pending.items():
-        if batch:
-            conn.execute(_INSERTS[name], batch)
+    names = tuple(name for name in _COLUMNS if pending.get(name))
+    if not names:
+        return
+    if conn.dialect.name == "postgresql":
+        if sum(len(pending[name]) for name in names) >= COPY_FROM:
+            _pg_copy(conn, names, pending)
+            return
+        params: dict[str, Any] = {}
+        for name in names:
+            _pg_params(name, pending[name], params)
+        conn.exec_driver_sql(_pg_insert(names), params)
+        return
+    _sqlite_insert(conn, names, pending)
 
 
 def write_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[IndexRow]) -> None:
@@ -90,10 +218,23 @@ def discard_pending(conn: Connection) -> None:
     _QUEUES.pop(conn, None)
 
 
+def forget_queued(conn: Connection, key: int) -> None:
+    """Drop the queued (not yet written) index rows of resource ``key``."""
+    for batch in _pending(conn).values():
+        batch[:] = [v for v in batch if v[0] != key]
+
+
+def pg_drop_ctes(param: str) -> str:
+    """CTEs deleting every stored index row of the resource whose key is ``%(param)s``."""
+    return ", ".join(
+        f"d{i} AS (DELETE FROM {n} WHERE resource_key = %({param})s)"  # noqa: S608
+        for i, n in enumerate(_NAMES)
+    )
+
+
 def drop_index_rows(conn: Connection, key: int) -> None:
     """Delete every index row of resource ``key`` (queued ones included)."""
-    for batch in _pending(conn).values():
-        batch[:] = [v for v in batch if v["resource_key"] != key]
+    forget_queued(conn, key)
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_DROP, {"k": key})
         return

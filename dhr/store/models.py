@@ -78,7 +78,8 @@ class _IndexColumns:
     """Columns every search index table shares (https://hl7.org/fhir/R4/search.html)."""
 
     key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"), index=True)
+    # Indexed by each table's (resource_key, param, ...) index (migration 0002).
+    resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"))
     res_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
     grp: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
@@ -94,7 +95,10 @@ class TokenIndexRow(_IndexColumns, Base):
     code: Mapped[str | None] = mapped_column(String(255), nullable=True)
     text: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
-    __table_args__ = (Index(None, "res_type", "param", "code", "system"),)
+    __table_args__ = (
+        Index(None, "res_type", "param", "code", "system"),
+        Index(None, "resource_key", "param", "code", "system"),
+    )
 
 
 class StringIndexRow(_IndexColumns, Base):
@@ -105,7 +109,10 @@ class StringIndexRow(_IndexColumns, Base):
     norm: Mapped[str] = mapped_column(String(255))
     exact: Mapped[str] = mapped_column(String(255))
 
-    __table_args__ = (Index(None, "res_type", "param", "norm"),)
+    __table_args__ = (
+        Index(None, "res_type", "param", "norm", postgresql_ops={"norm": "text_pattern_ops"}),
+        Index(None, "resource_key", "param", "norm"),
+    )
 
 
 class DateIndexRow(_IndexColumns, Base):
@@ -119,6 +126,7 @@ class DateIndexRow(_IndexColumns, Base):
     __table_args__ = (
         Index(None, "res_type", "param", "low"),
         Index(None, "res_type", "param", "high"),
+        Index(None, "resource_key", "param", "low", "high"),
     )
 
 
@@ -131,7 +139,10 @@ class NumberIndexRow(_IndexColumns, Base):
     low: Mapped[float] = mapped_column(Float)
     high: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index(None, "res_type", "param", "value"),)
+    __table_args__ = (
+        Index(None, "res_type", "param", "value"),
+        Index(None, "resource_key", "param", "value"),
+    )
 
 
 class QuantityIndexRow(_IndexColumns, Base):
@@ -146,7 +157,10 @@ class QuantityIndexRow(_IndexColumns, Base):
     code: Mapped[str | None] = mapped_column(String(255), nullable=True)
     unit: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
-    __table_args__ = (Index(None, "res_type", "param", "code", "value"),)
+    __table_args__ = (
+        Index(None, "res_type", "param", "code", "value"),
+        Index(None, "resource_key", "param", "value"),
+    )
 
 
 class ReferenceIndexRow(_IndexColumns, Base):
@@ -163,6 +177,7 @@ class ReferenceIndexRow(_IndexColumns, Base):
         Index(None, "res_type", "param", "target_id", "target_type"),
         Index(None, "target_id", "target_type"),
         Index(None, "res_type", "param", "url"),
+        Index(None, "resource_key", "param", "target_type", "target_id"),
     )
 
 
@@ -173,7 +188,10 @@ class UriIndexRow(_IndexColumns, Base):
 
     uri: Mapped[str] = mapped_column(String(512))
 
-    __table_args__ = (Index(None, "res_type", "param", "uri"),)
+    __table_args__ = (
+        Index(None, "res_type", "param", "uri", postgresql_ops={"uri": "text_pattern_ops"}),
+        Index(None, "resource_key", "param", "uri"),
+    )
 
 
 INDEX_TABLES: dict[str, type[_IndexColumns]] = {

@@ -20,7 +20,9 @@ from sqlalchemy import (
     Select,
     bindparam,
     exists,
+    false,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -30,7 +32,13 @@ from sqlalchemy.engine import Dialect
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
-from dhr.store.index_writer import drop_index_rows, flush_index_rows, queue_index_rows
+from dhr.store.index_writer import (
+    drop_index_rows,
+    flush_index_rows,
+    forget_queued,
+    pg_drop_ctes,
+    queue_index_rows,
+)
 from dhr.store.models import ResourceRow, VersionRow
 
 
@@ -139,6 +147,99 @@ def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int)
     return jsonio.dumps(out)
 
 
+def _resource_values(res_type: str, res_id: str, now: int) -> dict[str, Any]:
+    return {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version_id": 1,
+        "deleted": False,
+        "last_updated": now,
+    }
+
+
+def _version_values(
+    key: int,
+    res_type: str,
+    res_id: str,
+    now: int,
+    method: str,
+    data: bytes,
+    version_id: int = 1,
+) -> dict[str, Any]:
+    return {
+        "resource_key": key,
+        "res_type": res_type,
+        "res_id": res_id,
+        "version_id": version_id,
+        "last_updated": now,
+        "method": method,
+        "deleted": False,
+        "data": data,
+    }
+
+
+# Many new resources at once. PostgreSQL: one statement, one array per column; the resource
+# keys come back with (type, id) so each version row finds its owner whatever the row order.
+_PG_INSERT_NEW = """
+WITH input AS (
+    SELECT * FROM unnest(%(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[])
+        WITH ORDINALITY AS u(res_type, res_id, last_updated, data, n)
+), r AS (
+    INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated)
+    SELECT res_type, res_id, 1, false, last_updated FROM input ORDER BY n
+    RETURNING key, res_type, res_id
+), v AS (
+    INSERT INTO resource_version
+        (resource_key, res_type, res_id, version_id, last_updated, method, deleted, data)
+    SELECT r.key, input.res_type, input.res_id, 1, input.last_updated, %(m)s, false, input.data
+    FROM input JOIN r ON r.res_type = input.res_type AND r.res_id = input.res_id
+    ORDER BY input.n
+    RETURNING key, resource_key, res_type, res_id
+)
+SELECT resource_key, key, res_type, res_id FROM v
+"""
+# PostgreSQL update of a locked resource: point it at the new version, drop the old version's
+# index rows (_PG_REPLACE only) and insert the version, as one statement.
+_PG_SET_CURRENT = (
+    "s AS (UPDATE resource SET version_id = %(version_id)s, deleted = false, "
+    "last_updated = %(last_updated)s WHERE key = %(resource_key)s)"
+)
+_PG_ADD_VERSION = (
+    "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
+    "method, deleted, data) VALUES (%(resource_key)s, %(res_type)s, %(res_id)s, %(version_id)s, "
+    "%(last_updated)s, %(method)s, %(deleted)s, %(data)s) RETURNING key"
+)
+_PG_FIRST = f"WITH {_PG_SET_CURRENT} {_PG_ADD_VERSION}"
+_PG_REPLACE = f"WITH {_PG_SET_CURRENT}, {pg_drop_ctes('resource_key')} {_PG_ADD_VERSION}"
+# SQLite: keys numbered by the writer (see create_many).
+_SQLITE_MAX_KEY = "SELECT max(key) FROM resource"
+_SQLITE_MAX_VERSION_KEY = "SELECT max(key) FROM resource_version"
+_SQLITE_INSERT_RESOURCE = (
+    "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated) "
+    "VALUES (?, ?, ?, 1, 0, ?)"
+)
+_SQLITE_INSERT_VERSION = (
+    "INSERT INTO resource_version (key, resource_key, res_type, res_id, version_id, "
+    "last_updated, method, deleted, data) VALUES (?, ?, ?, ?, 1, ?, ?, 0, ?)"
+)
+
+
+def _claim(dialect_insert: Any) -> Any:
+    """A version-0 placeholder row for a new id; no row back when the id exists already."""
+    return (
+        dialect_insert(ResourceRow)
+        .values(
+            res_type=bindparam("t"),
+            res_id=bindparam("i"),
+            version_id=literal_column("0"),
+            deleted=false(),
+            last_updated=literal_column("0"),
+        )
+        .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+        .returning(ResourceRow.key)
+    )
+
+
 _HOT: dict[str, Any] = {
     "read_current": _READ_CURRENT,
     "read_version": _READ_VERSION,
@@ -146,6 +247,8 @@ _HOT: dict[str, Any] = {
     "insert_version": _INSERT_VERSION,
     "lock": _LOCK,
     "set_current": _SET_CURRENT,
+    "claim_pg": _claim(postgresql.insert),
+    "claim_sqlite": _claim(sqlite.insert),
 }
 
 
@@ -208,16 +311,71 @@ class ResourceRepository:
         self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
     ) -> StoredVersion:
         """Store version 1 of a new resource with a fresh id."""
-        now = now_micros()
-        values = {
-            "res_type": res_type,
-            "res_id": res_id,
-            "version_id": 1,
-            "deleted": False,
-            "last_updated": now,
+        return self.create_many([(res_type, res_id, body)], method)[0]
+
+    def create_many(
+        self, items: Sequence[tuple[str, str, dict[str, Any]]], method: str = "POST"
+    ) -> list[StoredVersion]:
+        """Store version 1 of each new ``(type, id, body)``, in order, with few statements.
+
+        PostgreSQL inserts every resource and version row in one statement; SQLite numbers the
+        rows itself (the write transaction holds the database's only write lock, so
+        ``max(key) + 1`` is what SQLite would choose) and inserts them with one
+        ``executemany`` per table.
+        """
+        rows = []
+        for res_type, res_id, body in items:
+            now = now_micros()
+            rows.append((res_type, res_id, now, stamp(body, res_id, 1, now)))
+        if not rows:
+            return []
+        if self.dialect == "postgresql":
+            keys = self._insert_new_pg(rows, method)
+        elif len(rows) == 1:
+            res_type, res_id, now, data = rows[0]
+            values = _resource_values(res_type, res_id, now)
+            key = int(self._exec("insert_resource", values).scalar_one())
+            values = _version_values(key, res_type, res_id, now, method, data)
+            keys = [(key, int(self._exec("insert_version", values).scalar_one()))]
+        else:
+            keys = self._insert_new_sqlite(rows, method)
+        out: list[StoredVersion] = []
+        for (res_type, res_id, now, data), (key, vkey), (_, _, body) in zip(
+            rows, keys, items, strict=True
+        ):
+            queue_index_rows(self.conn, key, res_type, extract(res_type, body))
+            out.append(StoredVersion(vkey, res_type, res_id, 1, now, method, False, data))
+        return out
+
+    def _insert_new_pg(
+        self, rows: list[tuple[str, str, int, bytes]], method: str
+    ) -> list[tuple[int, int]]:
+        types, ids, times, datas = (list(c) for c in zip(*rows, strict=True))
+        params = {"t": types, "i": ids, "lu": times, "d": datas, "m": method}
+        found = {
+            (t, i): (int(k), int(vk))
+            for k, vk, t, i in self.conn.exec_driver_sql(_PG_INSERT_NEW, params).all()
         }
-        key = self._exec("insert_resource", values).scalar_one()
-        return self._add_version(key, res_type, res_id, 1, now, method, body)
+        return [found[t, i] for t, i, _, _ in rows]
+
+    def _insert_new_sqlite(
+        self, rows: list[tuple[str, str, int, bytes]], method: str
+    ) -> list[tuple[int, int]]:
+        first = int(self.conn.exec_driver_sql(_SQLITE_MAX_KEY).scalar() or 0) + 1
+        vfirst = int(self.conn.exec_driver_sql(_SQLITE_MAX_VERSION_KEY).scalar() or 0) + 1
+        keys = [(first + n, vfirst + n) for n in range(len(rows))]
+        self.conn.exec_driver_sql(
+            _SQLITE_INSERT_RESOURCE,
+            [(k, t, i, now) for (k, _), (t, i, now, _) in zip(keys, rows, strict=True)],
+        )
+        self.conn.exec_driver_sql(
+            _SQLITE_INSERT_VERSION,
+            [
+                (vk, k, t, i, now, method, data)
+                for (k, vk), (t, i, now, data) in zip(keys, rows, strict=True)
+            ],
+        )
+        return keys
 
     def put(
         self,
@@ -236,11 +394,35 @@ class ResourceRepository:
             raise StaleVersion(None if current == 0 else current)
         version_id = current + 1
         now = max(now_micros(), last + 1)
+        if self.dialect == "postgresql":
+            stored = self._put_pg(key, res_type, res_id, version_id, now, method, body, current)
+            return stored, current == 0 or deleted
         self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now})
         if current:
             drop_index_rows(self.conn, key)
         stored = self._add_version(key, res_type, res_id, version_id, now, method, body)
         return stored, current == 0 or deleted
+
+    def _put_pg(
+        self,
+        key: int,
+        res_type: str,
+        res_id: str,
+        version_id: int,
+        now: int,
+        method: str,
+        body: dict[str, Any],
+        current: int,
+    ) -> StoredVersion:
+        """PostgreSQL: the new current version, old index rows dropped, in one round trip."""
+        data = stamp(body, res_id, version_id, now)
+        params = _version_values(key, res_type, res_id, now, method, data, version_id)
+        if current:
+            forget_queued(self.conn, key)
+        sql = _PG_REPLACE if current else _PG_FIRST
+        vkey = int(self.conn.exec_driver_sql(sql, params).scalar_one())
+        queue_index_rows(self.conn, key, res_type, extract(res_type, body))
+        return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def delete(
         self, res_type: str, res_id: str, if_match: int | None = None
@@ -284,16 +466,7 @@ class ResourceRepository:
         body: dict[str, Any],
     ) -> StoredVersion:
         data = stamp(body, res_id, version_id, now)
-        values = {
-            "resource_key": key,
-            "res_type": res_type,
-            "res_id": res_id,
-            "version_id": version_id,
-            "last_updated": now,
-            "method": method,
-            "deleted": False,
-            "data": data,
-        }
+        values = _version_values(key, res_type, res_id, now, method, data, version_id)
         vkey = self._exec("insert_version", values).scalar_one()
         queue_index_rows(self.conn, key, res_type, extract(res_type, body))
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
@@ -311,14 +484,12 @@ class ResourceRepository:
         locked = self._lock(res_type, res_id)
         if locked is not None:
             return locked
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        self.conn.execute(
-            dialect_insert(ResourceRow)
-            .values(res_type=res_type, res_id=res_id, version_id=0, deleted=False, last_updated=0)
-            .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
-        )
+        claim = "claim_pg" if self.dialect == "postgresql" else "claim_sqlite"
+        row = self._exec(claim, {"t": res_type, "i": res_id}).first()
+        if row is not None:  # inserted by this transaction, so no one else can hold it
+            return int(row[0]), 0, False, 0
         locked = self._lock(res_type, res_id)
-        assert locked is not None  # inserted above or present already
+        assert locked is not None  # inserted meanwhile by a transaction that committed
         return locked
 
     # -- search (statements compiled by dhr.search.compile) -------------------------------

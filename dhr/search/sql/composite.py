@@ -2,7 +2,9 @@
 
 Components are stored as ordinary rows under the composite's code, ``grp`` numbering the element
 they came from and ``comp`` their position (see :mod:`dhr.search.rows`). A value matches when one
-element has every component matching: rows joined on (resource, param, grp).
+element has every component matching: rows joined on (resource, param, grp). With ``owner`` the
+select is correlated to one candidate resource (an ``EXISTS`` probe through the
+``(resource_key, param, ...)`` indexes) instead of listing every match.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dhr.search.sql.predicate import index_table, table_name, value_match
 from dhr.search.sql.values import Composite
 
 
-def keys(res_type: str, param: SearchParam, value: Composite) -> Select[tuple[int]]:
-    """Keys of ``res_type`` resources with one element matching every component of ``value``."""
+def keys(
+    res_type: str, param: SearchParam, value: Composite, owner: ColumnElement[int] | None = None
+) -> Select[tuple[int]]:
+    """Keys of ``res_type`` resources with one element matching every component of ``value``
+    (only ``owner``'s, when given)."""
     aliases: list[FromClause] = []
     conds: list[ColumnElement[bool]] = []
     for position, (sub, part) in enumerate(value.parts, start=1):
@@ -33,8 +38,9 @@ def keys(res_type: str, param: SearchParam, value: Composite) -> Select[tuple[in
                 t.c.grp == first.c.grp,
             ),
         )
+    scope = first.c.res_type == res_type if owner is None else first.c.resource_key == owner
     return (
         select(first.c.resource_key)
         .select_from(joined)
-        .where(first.c.res_type == res_type, first.c.param == param.code, *conds)
+        .where(scope, first.c.param == param.code, *conds)
     )
