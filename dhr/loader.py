@@ -320,6 +320,7 @@ def run_load(
     try:
         _migrate(engine, err)
         result = load_files(Services(settings, engine), files, len(files), err)
+        db.analyze(engine)
     finally:
         engine.dispose()
     print(result.summary(), file=out, flush=True)
