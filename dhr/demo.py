@@ -75,7 +75,8 @@ def load_demo(settings: Settings, engine: Engine) -> str:
         f"  curl {base}/Patient/{first['id']}",
         f"  curl {base}/Patient/{first['id']}/_history",
         f"  curl {base}/Observation/demo-obs-olivia-bp",
-        f"  curl '{base}/Patient?identifier={nhs['system']}|{nhs['value']}'  (when search lands)",
+        f"  curl '{base}/Patient?identifier={nhs['system']}|{nhs['value']}'",
+        f"  curl '{base}/Patient/{first['id']}/$everything'",
         f"  curl -X POST {base}/Patient -H 'Content-Type: application/fhir+json' "
         '-d \'{"resourceType":"Patient","name":[{"family":"Test"}]}\'',
         CREDENTIALS,
