@@ -163,9 +163,10 @@ def _version_values(
     res_id: str,
     now: int,
     method: str,
-    data: bytes,
+    data: bytes | None,
     version_id: int = 1,
 ) -> dict[str, Any]:
+    """The column values of one version row; no bytes means the version is a deletion."""
     return {
         "resource_key": key,
         "res_type": res_type,
@@ -173,7 +174,7 @@ def _version_values(
         "version_id": version_id,
         "last_updated": now,
         "method": method,
-        "deleted": False,
+        "deleted": data is None,
         "data": data,
     }
 
@@ -442,16 +443,7 @@ class ResourceRepository:
         now = max(now_micros(), last + 1)
         self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
         drop_index_rows(self.conn, key)
-        values = {
-            "resource_key": key,
-            "res_type": res_type,
-            "res_id": res_id,
-            "version_id": version_id,
-            "last_updated": now,
-            "method": "DELETE",
-            "deleted": True,
-            "data": None,
-        }
+        values = _version_values(key, res_type, res_id, now, "DELETE", None, version_id)
         vkey = self._exec("insert_version", values).scalar_one()
         return StoredVersion(vkey, res_type, res_id, version_id, now, "DELETE", True, None)
 
