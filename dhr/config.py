@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=10_000, ge=1)
     log_sql: bool = False
+    # Authorisation (SMART App Launch 2.2, https://hl7.org/fhir/smart-app-launch/).
+    auth_enabled: bool = Field(
+        default=True, description="false serves the API open (only for benchmark baselines)"
+    )
+    access_token_seconds: int = Field(default=3600, ge=60, le=3600)
+    backend_token_seconds: int = Field(default=300, ge=60, le=300)
+    refresh_token_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    code_seconds: int = Field(default=60, ge=10, le=600)
+    login_session_seconds: int = Field(default=8 * 3600, ge=60)
 
     @property
     def effective_database_url(self) -> str:
@@ -42,3 +51,14 @@ class Settings(BaseSettings):
     def fhir_base(self) -> str:
         """The base URL without a trailing slash."""
         return self.base_url.rstrip("/")
+
+    @property
+    def issuer(self) -> str:
+        """The authorisation server's issuer: the server root (the FHIR base without ``/fhir``)."""
+        base = self.fhir_base
+        return base[: -len("/fhir")] if base.endswith("/fhir") else base
+
+    @property
+    def auth_base(self) -> str:
+        """Where the authorisation endpoints live: ``{issuer}/auth``."""
+        return f"{self.issuer}/auth"

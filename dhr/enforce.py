@@ -8,23 +8,14 @@ authorisation, consent and audit issues change one class, not every interaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, Select
 
+from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.store.repository import ResourceRepository, StoredVersion
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking. ``open`` marks the pre-authorisation open API."""
-
-    subject: str
-    open: bool = False
-
-
-OPEN_ACCESS = Principal(subject="anonymous", open=True)
+__all__ = ["OPEN_ACCESS", "EnforcingRepository", "Principal"]
 
 
 class EnforcingRepository:
