@@ -47,6 +47,7 @@ import uvicorn  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from dhr.access.system import cli_principal  # noqa: E402
 from dhr.api.dispatch import Services, handle  # noqa: E402
 from dhr.api.message import FhirRequest  # noqa: E402
 from dhr.app import create_app  # noqa: E402
@@ -60,6 +61,8 @@ from bench_data import Resource, dataset  # noqa: E402
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET = 0.5
 JSON_HEADERS = {"content-type": "application/fhir+json"}
+# Requests run as the command line's system principal (system/*.cruds), as ``dhr load`` does.
+PRINCIPAL = cli_principal("bench")
 
 
 # -- databases ----------------------------------------------------------------------------
@@ -123,7 +126,9 @@ def create_via_handle(
 ) -> float:
     def run() -> None:
         for rtype, body in bodies:
-            resp = handle(services, FhirRequest("POST", rtype, headers=JSON_HEADERS, body=body))
+            resp = handle(
+                services, FhirRequest("POST", rtype, headers=JSON_HEADERS, body=body), PRINCIPAL
+            )
             if resp.status != 201:
                 raise RuntimeError(f"create {rtype}: {resp.status} {resp.body_json()}")
             ids.append((rtype, resp.headers["Location"].split("/_history/")[0].rsplit("/", 1)[1]))
@@ -134,7 +139,7 @@ def create_via_handle(
 def read_via_handle(services: Services, ids: list[tuple[str, str]], profile: bool) -> float:
     def run() -> None:
         for rtype, rid in ids:
-            if handle(services, FhirRequest("GET", f"{rtype}/{rid}")).status != 200:
+            if handle(services, FhirRequest("GET", f"{rtype}/{rid}"), PRINCIPAL).status != 200:
                 raise RuntimeError(f"read {rtype}/{rid} failed")
 
     return rate(len(ids), run, profile)
@@ -164,9 +169,11 @@ def read_floor(engine: Engine, count: int) -> float:
 
 
 def read_floor_per_request(engine: Engine, ids: list[tuple[str, str]]) -> float:
-    """What one read needs at least: pool checkout, BEGIN, select by type and id, COMMIT."""
-    sqlite = engine.dialect.name == "sqlite"
-    mark = "?" if sqlite else "%s"
+    """What one read needs at least: pool checkout, BEGIN, select by type and id, COMMIT.
+
+    BEGIN and COMMIT are sent explicitly (both drivers run in autocommit mode under DHR).
+    """
+    mark = "?" if engine.dialect.name == "sqlite" else "%s"
     sql = (
         "SELECT v.data FROM resource r JOIN resource_version v ON v.resource_key = r.key "
         f"AND v.version_id = r.version_id WHERE r.res_type = {mark} AND r.res_id = {mark}"
@@ -176,15 +183,11 @@ def read_floor_per_request(engine: Engine, ids: list[tuple[str, str]]) -> float:
         for rtype, rid in ids:
             conn = engine.raw_connection()
             cur = conn.cursor()
-            if sqlite:
-                cur.execute("BEGIN")
+            cur.execute("BEGIN")
             cur.execute(sql, (rtype, rid))
             if cur.fetchone() is None:
                 raise RuntimeError("missing row")
-            if sqlite:
-                cur.execute("COMMIT")
-            else:
-                conn.commit()
+            cur.execute("COMMIT")
             conn.close()
 
     return rate(len(ids), run)
@@ -195,7 +198,9 @@ def transaction_via_handle(
 ) -> float:
     def run() -> None:
         for body in bundles:
-            resp = handle(services, FhirRequest("POST", "", headers=JSON_HEADERS, body=body))
+            resp = handle(
+                services, FhirRequest("POST", "", headers=JSON_HEADERS, body=body), PRINCIPAL
+            )
             reply = resp.body_json() or {}
             bad = [
                 e["response"]["status"]
@@ -211,7 +216,8 @@ def transaction_via_handle(
 def transaction_floor(
     engine: Engine, payloads: list[list[bytes]], table: str = "bench_floor"
 ) -> float:
-    """Plain SQL: insert the same JSON bytes, one database transaction per group."""
+    """Plain SQL: insert the same JSON bytes, one database transaction per group (BEGIN and
+    COMMIT sent explicitly: both drivers run in autocommit mode under DHR)."""
     sqlite = engine.dialect.name == "sqlite"
     conn = engine.raw_connection()
     try:
@@ -224,13 +230,9 @@ def transaction_floor(
 
         def run() -> None:
             for bundle in payloads:
-                if sqlite:
-                    cur.execute("BEGIN")
+                cur.execute("BEGIN")
                 cur.executemany(sql, [(p,) for p in bundle])
-                if sqlite:
-                    cur.execute("COMMIT")
-                else:
-                    conn.commit()
+                cur.execute("COMMIT")
 
         return rate(sum(len(p) for p in payloads), run)
     finally:
@@ -247,8 +249,9 @@ def http_figures(
     settings: Settings, engine: Engine, bodies: list[tuple[str, bytes]]
 ) -> tuple[float, float]:
     port = free_port()
+    # Served open (no bearer tokens): the figures compare transport cost with handle().
     settings = settings.model_copy(
-        update={"port": port, "base_url": f"http://127.0.0.1:{port}/fhir"}
+        update={"port": port, "base_url": f"http://127.0.0.1:{port}/fhir", "auth_enabled": False}
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -285,6 +288,16 @@ def http_figures(
 # -- one engine ---------------------------------------------------------------------------
 
 
+def ratio_row(
+    measure: str, got: float, base_name: str, base: float, target: float | None
+) -> tuple[str, ...]:
+    """One table row: a rate, the floor it is compared with, the ratio and the verdict."""
+    ratio = got / base if base else 0.0
+    verdict = "info" if target is None else ("PASS" if ratio >= target else "BELOW")
+    goal = "-" if target is None else f">= {target:.2f}"
+    return (measure, f"{got:,.0f}/s", base_name, f"{base:,.0f}/s", f"{ratio:.2f}", goal, verdict)
+
+
 def bench_engine(
     name: str, singles: list[Resource], bundles: list[Resource], args: argparse.Namespace
 ) -> list[tuple[str, ...]]:
@@ -295,12 +308,7 @@ def bench_engine(
     rows: list[tuple[str, ...]] = []
 
     def row(measure: str, dhr: float, floor_name: str, floor: float, target: float | None) -> None:
-        ratio = dhr / floor if floor else 0.0
-        verdict = "info" if target is None else ("PASS" if ratio >= target else "BELOW")
-        goal = "-" if target is None else f">= {target:.2f}"
-        rows.append(
-            (measure, f"{dhr:,.0f}/s", floor_name, f"{floor:,.0f}/s", f"{ratio:.2f}", goal, verdict)
-        )
+        rows.append(ratio_row(measure, dhr, floor_name, floor, target))
 
     with throwaway_database(name) as url:
         engine = db.make_engine(url)

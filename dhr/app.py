@@ -15,6 +15,9 @@ from dhr import __version__
 from dhr.api import routes
 from dhr.api.dispatch import Services
 from dhr.api.http import CONTENT_TYPE
+from dhr.auth import authorize, discovery, introspect, revoke, token_endpoint
+from dhr.auth.cors import CorsMiddleware, OriginRegistry
+from dhr.auth.service import AuthServer
 from dhr.config import Settings
 from dhr.errors import FhirError, Issue, operation_outcome
 from dhr.fhir import jsonio
@@ -33,6 +36,19 @@ def create_app(
         db.upgrade(engine)
     app = FastAPI(title="DHR FHIR R4 server", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.services = Services(settings, engine)
+    app.state.auth = AuthServer(settings, engine)
+    app.state.cors_origins = OriginRegistry(engine)
+    app.add_middleware(CorsMiddleware, origins=app.state.cors_origins)
+    # The authorisation server's routes come first: /fhir/.well-known/... must win over the
+    # catch-all /fhir/{path} route of the FHIR API.
+    for auth_router in (
+        discovery.router,
+        authorize.router,  # also /auth/login, /auth/logout and /auth/launch
+        token_endpoint.router,
+        introspect.router,
+        revoke.router,
+    ):
+        app.include_router(auth_router)
     app.include_router(routes.router)
 
     @app.exception_handler(Exception)

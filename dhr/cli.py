@@ -1,4 +1,5 @@
-"""The ``dhr`` command: ``serve``, ``db upgrade``, ``load``.
+"""The ``dhr`` command: ``serve``, ``db upgrade``, ``load``, ``clients``, ``users``, ``keys``,
+``token``, ``keygen``.
 
 Configuration comes from ``DHR_*`` environment variables through :class:`dhr.config.Settings`;
 flags override host and port.
@@ -30,8 +31,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, engine)
     if args.demo:
         from dhr.demo import load_demo
+        from dhr.demo_auth import ensure_demo_credentials
 
         print(load_demo(settings, engine), flush=True)
+        print(ensure_demo_credentials(settings, engine), flush=True)
     print(
         f"DHR FHIR R4 server: {settings.fhir_base} (database: {engine.url.render_as_string()})",
         flush=True,
@@ -70,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="load Bundle JSON and NDJSON files through the write path")
     load.add_argument("paths", nargs="+")
     load.set_defaults(func=_load)
+    from dhr.auth import client_cli, token_cli, user_cli
+
+    client_cli.add_parser(sub)  # dhr clients add|list|revoke, dhr keys rotate
+    user_cli.add_parser(sub)  # dhr users add|list|revoke
+    token_cli.add_parser(sub)  # dhr token, dhr keygen (backend clients, by hand)
     return parser
 
 

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from dhr.access.system import cli_principal
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import FHIR_JSON
 from dhr.api.message import FhirRequest
+from dhr.auth.model import Principal
 from dhr.config import Settings
 from dhr.demo_data import demo_resources
 from dhr.fhir import jsonio
 from dhr.loader import outcome_text
-
-CREDENTIALS = "The API is open until SMART authorisation lands; no credentials needed"
 
 
 class DemoLoadError(RuntimeError):
@@ -32,15 +32,16 @@ def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k != "meta"}
 
 
-def _sync(services: Services, resource: dict[str, Any]) -> str:
+def _sync(services: Services, principal: Principal, resource: dict[str, Any]) -> str:
     """Make the stored resource equal the demo one: ``created``, ``updated`` or ``unchanged``."""
     path = f"{resource['resourceType']}/{resource['id']}"
-    current = handle(services, FhirRequest("GET", path))
+    current = handle(services, FhirRequest("GET", path), principal)
     stored = _without_meta(current.body_json() or {})
     if current.status == 200 and jsonio.canonical(stored) == jsonio.canonical(resource):
         return "unchanged"
     headers = {"content-type": FHIR_JSON, "prefer": "return=minimal"}
-    response = handle(services, FhirRequest("PUT", path, headers=headers, parsed_body=resource))
+    request = FhirRequest("PUT", path, headers=headers, parsed_body=resource)
+    response = handle(services, request, principal)
     if response.status >= 300:
         raise DemoLoadError(f"PUT {path}: {response.status} {outcome_text(response.body_json())}")
     return "created" if response.status == 201 else "updated"
@@ -54,12 +55,11 @@ def load_demo(settings: Settings, engine: Engine) -> str:
         db.upgrade(engine)
     services = Services(settings, engine)
     resources = demo_resources()
-    outcomes = Counter(_sync(services, dict(r)) for r in resources)
+    principal = cli_principal()  # the demo loads through the enforced API, like `dhr load`
+    outcomes = Counter(_sync(services, principal, dict(r)) for r in resources)
     per_type = Counter(str(r["resourceType"]) for r in resources)
     base = settings.fhir_base
     patients = [r for r in resources if r["resourceType"] == "Patient"]
-    first = patients[0]
-    nhs = first["identifier"][0]
     done = ", ".join(f"{n} {k}" for k, n in outcomes.items())
     lines = [
         f"Demo data: {len(resources)} resources ({done}):",
@@ -70,15 +70,6 @@ def load_demo(settings: Settings, engine: Engine) -> str:
             f"(NHS {p['identifier'][0]['value']}, Patient/{p['id']})"
             for p in patients
         ),
-        "Try:",
-        f"  curl {base}/metadata",
-        f"  curl {base}/Patient/{first['id']}",
-        f"  curl {base}/Patient/{first['id']}/_history",
-        f"  curl {base}/Observation/demo-obs-olivia-bp",
-        f"  curl '{base}/Patient?identifier={nhs['system']}|{nhs['value']}'",
-        f"  curl '{base}/Patient/{first['id']}/$everything'",
-        f"  curl -X POST {base}/Patient -H 'Content-Type: application/fhir+json' "
-        '-d \'{"resourceType":"Patient","name":[{"family":"Test"}]}\'',
-        CREDENTIALS,
+        f"  CapabilityStatement (open): curl {base}/metadata",
     ]
     return "\n".join(lines)

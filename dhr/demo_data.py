@@ -158,6 +158,8 @@ def _allergy(rid: str, patient: str, code: str, display: str, reaction: JSON) ->
 
 
 GP_ID = "demo-gp-priya-shah"
+NURSE_ID = "demo-nurse-tom-baker"
+PRIVACY_ID = "demo-privacy-officer-sam-lee"
 ORCHARD = "demo-practice-orchard"
 RIVERSIDE = "demo-practice-riverside"
 OLIVIA = "demo-patient-olivia-jones"
@@ -172,6 +174,22 @@ PRACTITIONER: JSON = {
     "name": [{"use": "official", "family": "Shah", "given": ["Priya"], "prefix": ["Dr"]}],
     "gender": "female",
     "qualification": [{"code": {"text": "MBBS MRCGP"}}],
+}
+
+NURSE: JSON = {
+    "resourceType": "Practitioner",
+    "id": NURSE_ID,
+    "active": True,
+    "name": [{"use": "official", "family": "Baker", "given": ["Tom"]}],
+    "gender": "male",
+    "qualification": [{"code": {"text": "RN (Adult)"}}],
+}
+
+PRIVACY_OFFICER: JSON = {
+    "resourceType": "Practitioner",
+    "id": PRIVACY_ID,
+    "active": True,
+    "name": [{"use": "official", "family": "Lee", "given": ["Sam"]}],
 }
 
 HBA1C = _concept(LOINC, "59261-8", "Haemoglobin A1c (IFCC)")
@@ -194,6 +212,8 @@ def demo_resources() -> list[JSON]:
             "BS1 4DJ",
         ),
         PRACTITIONER,
+        NURSE,
+        PRIVACY_OFFICER,
         _patient(
             OLIVIA, "9434765919", "Jones", "Olivia", "female", "1968-02-14", "LS6 2QT", ORCHARD
         ),

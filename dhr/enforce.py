@@ -1,60 +1,226 @@
 """The policy enforcement point: every interaction reaches storage only through this class.
 
-STYLE.md hop 5. Until the SMART issue lands the server runs open: the only principal is the
-anonymous open-access one, and every request is permitted. The seam stays here so that the
-authorisation, consent and audit issues change one class, not every interaction.
+STYLE.md hop 5. One :class:`EnforcingRepository` per unit of work, for one principal. It holds
+the raw repository privately and offers only operations that apply the principal's SMART scopes
+(https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html), decided by
+:mod:`dhr.access.scope_check` and :mod:`dhr.access.read_scope`:
+
+* an interaction the scopes do not allow on the type at all is a **403** (``forbidden``), before
+  any data is touched;
+* searches (and conditional criteria, ``_include``/``_revinclude``, ``$everything``, history)
+  are restricted **in SQL** to what the principal may see (the launch patient's compartment for
+  ``patient/`` scopes, granular ``?param=value`` restrictions, OR-ed across scopes), so pages are
+  full and totals true;
+* a read of one resource the principal may not see answers as if it did not exist (**404**,
+  ARCHITECTURE.md: a 403 would reveal that the record exists);
+* a write is checked before (the stored resource must be one the principal may change) and
+  after (the new content must land inside what it may change): **403** otherwise, and the unit of
+  work rolls back.
+
+Which letter each interaction needs (``r`` for read, vread and instance history; ``s`` for
+search, type and system history and conditional criteria; ``c`` create; ``u`` update, patch and
+update-as-create; ``d`` delete) is worded in :mod:`dhr.access.scope_check`. There is no raw
+``search(statement)``: a caller cannot run SQL that skips the restriction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select
+from sqlalchemy import Row
 
+from dhr.access.matcher import matches
+from dhr.access.read_scope import ReadScope, Terms, read_scope
+from dhr.access.scope_check import may
 from dhr.auth.model import OPEN_ACCESS, Principal
+from dhr.errors import FhirError
+from dhr.fhir import jsonio
+from dhr.search import include
+from dhr.search.compile import Criteria, count_query, matching_ids, page_query
+from dhr.search.params import Include, SortKey
+from dhr.store import access_store
 from dhr.store.repository import ResourceRepository, StoredVersion
 
-__all__ = ["OPEN_ACCESS", "EnforcingRepository", "Principal"]
+__all__ = ["OPEN_ACCESS", "EnforcingRepository", "HistoryPage", "Principal", "forbidden"]
+
+
+def forbidden(message: str) -> FhirError:
+    """403 with an OperationOutcome of issue type ``forbidden``."""
+    return FhirError(403, "forbidden", message, "forbidden")
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history: the versions shown and the cursor of the next page (if any)."""
+
+    versions: list[StoredVersion]
+    next_before: int | None
 
 
 class EnforcingRepository:
-    """Storage as one principal may see and change it (today: open access)."""
+    """Storage as one principal may see and change it."""
 
-    def __init__(self, store: ResourceRepository, principal: Principal) -> None:
+    def __init__(self, store: ResourceRepository, principal: Principal, base: str) -> None:
         self._store = store
         self.principal = principal
+        self.base = base
+        self._scopes: dict[str, ReadScope] = {}
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def require(self, res_type: str, action: str) -> None:
+        """403 unless some scope allows ``action`` on ``res_type``."""
+        self._terms(res_type, action)
+
+    def scope(self, action: str) -> ReadScope:
+        found = self._scopes.get(action)
+        if found is None:
+            found = self._scopes[action] = read_scope(self.principal, action, self.base)
+        return found
+
+    def _terms(self, res_type: str, action: str) -> Terms:
+        """The criteria ``action`` on ``res_type`` is limited to (403 when never allowed)."""
+        terms = self.scope(action).terms(res_type)
+        if terms is None:
+            decision = may(self.principal, res_type, action)
+            raise forbidden(
+                decision
+                if decision is not True
+                else f"No granted scope restriction for {res_type} can be applied (unknown "
+                "search parameter in a granular scope)"
+            )
+        return terms
+
+    def _allowances(self, action: str) -> tuple[access_store.Allowance, ...] | None:
+        scope = self.scope(action)
+        return None if scope.everything else scope.allowances
+
+    def _meets(self, stored: StoredVersion, terms: Terms, current: bool) -> bool:
+        """Whether a stored version meets ``terms`` (in memory, else by SQL when current)."""
+        if not terms or stored.version_id == 0:
+            return True
+        data = stored.data
+        if stored.deleted:  # judged by its last content
+            before = self._store.read_version(stored.res_type, stored.res_id, stored.version_id - 1)
+            data = before.data if before is not None else None
+            current = False
+        if data is None:
+            return False
+        verdict = matches(stored.res_type, jsonio.loads(data), terms)
+        if verdict is None and current:
+            found = access_store.visible_ids(
+                self._store.conn, stored.res_type, [stored.res_id], terms
+            )
+            verdict = stored.res_id in found
+        return bool(verdict)
+
+    def _check_content(
+        self, res_type: str, res_id: str, body: dict[str, Any], terms: Terms
+    ) -> bool:
+        """403 when new content falls outside ``terms``; True when only SQL can tell (after)."""
+        if not terms:
+            return False
+        verdict = matches(res_type, {**body, "id": res_id}, terms)
+        if verdict is False:
+            raise forbidden(
+                f"The token may not write this {res_type}: its content falls outside the "
+                "granted scopes (patient compartment or scope restrictions)"
+            )
+        return verdict is None
+
+    def _check_stored(self, res_type: str, res_ids: Sequence[str], terms: Terms) -> None:
+        found = access_store.visible_ids(self._store.conn, res_type, res_ids, terms)
+        if any(i not in found for i in res_ids):
+            raise forbidden(
+                f"The token may not write this {res_type}: its content falls outside the "
+                "granted scopes (patient compartment or scope restrictions)"
+            )
+
+    # -- reads -----------------------------------------------------------------------------
 
     def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
-        return self._store.read_current(res_type, res_id)
+        """The current version (``r``); None when unknown or outside what the token may read."""
+        terms = self._terms(res_type, "r")
+        stored = self._store.read_current(res_type, res_id)
+        if stored is None or self._meets(stored, terms, current=True):
+            return stored
+        return None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
-        return self._store.read_version(res_type, res_id, version_id)
+        """One version (``r``); None when unknown or outside what the token may read."""
+        terms = self._terms(res_type, "r")
+        stored = self._store.read_version(res_type, res_id, version_id)
+        if stored is None or not terms:
+            return stored
+        now = self._store.read_current(res_type, res_id)
+        current = now is not None and now.version_id == stored.version_id
+        return stored if self._meets(stored, terms, current) else None
 
-    def create(
-        self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
-    ) -> StoredVersion:
-        return self._store.create(res_type, res_id, body, method)
+    def read_for_change(self, res_type: str, res_id: str, action: str) -> StoredVersion | None:
+        """The current version before a change (``u`` patch): 403 when the token may not change
+        it, None when unknown."""
+        terms = self._terms(res_type, action)
+        stored = self._store.read_current(res_type, res_id)
+        if stored is not None and not stored.deleted and not self._meets(stored, terms, True):
+            raise forbidden(f"The token may not change {res_type}/{res_id}")
+        return stored
 
-    def create_many(
-        self, items: Sequence[tuple[str, str, dict[str, Any]]], method: str = "POST"
-    ) -> list[StoredVersion]:
-        return self._store.create_many(items, method)
+    # -- searches --------------------------------------------------------------------------
 
-    def put(
+    def search(
         self,
         res_type: str,
-        res_id: str,
-        body: dict[str, Any],
-        if_match: int | None,
-        method: str = "PUT",
-    ) -> tuple[StoredVersion, bool]:
-        return self._store.put(res_type, res_id, body, if_match, method)
+        criteria: Criteria,
+        sort: Sequence[SortKey],
+        limit: int,
+        after: list[Any] | None,
+    ) -> list[Row[Any]]:
+        """One page of a search (``s``), restricted to what the token may see."""
+        terms = self._terms(res_type, "s")
+        return self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
 
-    def delete(
-        self, res_type: str, res_id: str, if_match: int | None = None
-    ) -> StoredVersion | None:
-        return self._store.delete(res_type, res_id, if_match)
+    def count(self, res_type: str, criteria: Criteria) -> int:
+        terms = self._terms(res_type, "s")
+        return self._store.count(count_query(res_type, (*terms, *criteria)))
+
+    def match_ids(self, res_type: str, criteria: Criteria, limit: int) -> list[str]:
+        """Ids of conditional-interaction matches (``s``) among what the token may see."""
+        terms = self._terms(res_type, "s")
+        rows = self._store.search(matching_ids(res_type, (*terms, *criteria), limit))
+        return [str(row[0]) for row in rows]
+
+    def include(
+        self, includes: Sequence[Include], matches_: Sequence[Sequence[Any]]
+    ) -> tuple[list[Sequence[Any]], bool]:
+        """``_include``/``_revinclude`` rows (``r`` on each included type), restricted in SQL."""
+        allowances = self._allowances("r")
+        return include.resolve(self._store, includes, matches_, self.base, allowances)
+
+    def _everything(
+        self, patient_id: str | None, types: Sequence[str] | None, since: int | None
+    ) -> access_store.EverythingSet:
+        self.require("Patient", "r")
+        allowances = self._allowances("r")
+        return access_store.EverythingSet(patient_id, types, since, self.base, allowances)
+
+    def everything(
+        self,
+        patient_id: str | None,
+        types: Sequence[str] | None,
+        since: int | None,
+        after: int | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """A page of ``Patient/$everything`` (``r`` on Patient and on each type it returns):
+        ``(key, res_type, res_id, data, member)`` rows."""
+        return self._store.search(self._everything(patient_id, types, since).page(after, limit))
+
+    def everything_count(
+        self, patient_id: str | None, types: Sequence[str] | None, since: int | None
+    ) -> int:
+        return self._store.count(self._everything(patient_id, types, since).count())
 
     def history(
         self,
@@ -64,11 +230,86 @@ class EnforcingRepository:
         at: tuple[int, int] | None,
         count: int,
         before_key: int | None,
+    ) -> HistoryPage:
+        """Versions newest first: instance history needs ``r``, type and system history ``s``;
+        only versions of resources the token may see, each version judged by its content."""
+        action = "r" if res_id is not None else "s"
+        if res_type is not None:
+            self.require(res_type, action)
+        elif not self.principal.open and not self.scope(action).allowances:
+            raise forbidden("The token's scopes allow no system-level history (s on any type)")
+        scope = self.scope(action)
+        allowances = None if scope.everything else scope.allowances
+        rows = access_store.history(
+            self._store.conn, res_type, res_id, since, at, count + 1, before_key, allowances
+        )
+        more = len(rows) > count
+        rows = rows[:count]
+        if allowances is not None and not scope.types_only:
+            rows = [v for v in rows if self._version_visible(v, scope)]
+        return HistoryPage(rows, rows[-1].key if more and rows else None)
+
+    def _version_visible(self, version: StoredVersion, scope: ReadScope) -> bool:
+        terms = scope.terms(version.res_type)
+        if terms is None:
+            return False
+        if version.deleted:
+            return True  # the resource passed the SQL filter, so it is visible now
+        return self._meets(version, terms, current=False) or self._current_is(version, terms)
+
+    def _current_is(self, version: StoredVersion, terms: Terms) -> bool:
+        now = self._store.read_current(version.res_type, version.res_id)
+        if now is None or now.version_id != version.version_id:
+            return False
+        return self._meets(now, terms, current=True)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def check_create(self, res_type: str, res_id: str, body: dict[str, Any]) -> None:
+        """403 unless the token may create this content (``c``); for early, per-entry errors."""
+        self._check_content(res_type, res_id, body, self._terms(res_type, "c"))
+
+    def create(
+        self, res_type: str, res_id: str, body: dict[str, Any], method: str = "POST"
+    ) -> StoredVersion:
+        return self.create_many([(res_type, res_id, body)], method)[0]
+
+    def create_many(
+        self, items: Sequence[tuple[str, str, dict[str, Any]]], method: str = "POST"
     ) -> list[StoredVersion]:
-        return self._store.history(res_type, res_id, since, at, count, before_key)
+        """Create each ``(type, id, body)`` (``c``); the content must land where the token may
+        create."""
+        later: dict[str, list[str]] = {}
+        for res_type, res_id, body in items:
+            if self._check_content(res_type, res_id, body, self._terms(res_type, "c")):
+                later.setdefault(res_type, []).append(res_id)
+        stored = self._store.create_many(items, method)
+        for res_type, ids in later.items():
+            self._check_stored(res_type, ids, self._terms(res_type, "c"))
+        return stored
 
-    def search(self, stmt: Select[Any]) -> list[Row[Any]]:
-        return self._store.search(stmt)
+    def put(
+        self,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        if_match: int | None,
+        method: str = "PUT",
+    ) -> tuple[StoredVersion, bool]:
+        """Update, or create with this id (``u``: SMART lets the update scope create)."""
+        terms = self._terms(res_type, "u")
+        if terms:
+            self.read_for_change(res_type, res_id, "u")
+        after = self._check_content(res_type, res_id, body, terms)
+        stored, created = self._store.put(res_type, res_id, body, if_match, method)
+        if after:
+            self._check_stored(res_type, [res_id], terms)
+        return stored, created
 
-    def count(self, stmt: Select[Any]) -> int:
-        return self._store.count(stmt)
+    def delete(
+        self, res_type: str, res_id: str, if_match: int | None = None
+    ) -> StoredVersion | None:
+        """Delete (``d``): 403 when the stored resource is outside what the token may delete."""
+        if self._terms(res_type, "d"):
+            self.read_for_change(res_type, res_id, "d")
+        return self._store.delete(res_type, res_id, if_match)

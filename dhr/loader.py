@@ -1,6 +1,8 @@
 """``dhr load PATH...``: FHIR JSON, Bundle and NDJSON files through the API's write path.
 
-Every resource goes through :func:`dhr.api.dispatch.handle`, exactly as an HTTP request would:
+Every resource goes through :func:`dhr.api.dispatch.handle`, exactly as an HTTP request would,
+as the explicit CLI system principal (:func:`dhr.access.system.cli_principal`, ``system/*.cruds``),
+so the load is enforced and audited like any client's writes:
 
 * a ``transaction`` or ``batch`` Bundle is posted to the base as it is
   (https://hl7.org/fhir/R4/http.html#transaction); the per-entry ``response.status`` of the
@@ -28,9 +30,11 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine
 
+from dhr.access.system import cli_principal
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import FHIR_JSON
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.auth.model import Principal
 from dhr.config import Settings
 from dhr.errors import FhirError
 from dhr.fhir import jsonio
@@ -120,8 +124,9 @@ def _status_code(status: Any) -> int | None:
 class Loader:
     """Loads files into one server's database, counting and collecting errors."""
 
-    def __init__(self, services: Services, progress: Progress) -> None:
+    def __init__(self, services: Services, progress: Progress, principal: Principal) -> None:
         self.services = services
+        self.principal = principal
         self.progress = progress
         self.result = LoadResult()
 
@@ -187,7 +192,7 @@ class Loader:
                 LoadError(name, where, 400, f"{rtype}.id {str(rid)[:80]!r} is not a FHIR id")
             )
             return
-        response = handle(self.services, req)
+        response = handle(self.services, req, self.principal)
         if response.status < 300:
             self._ok()
         else:
@@ -218,7 +223,7 @@ class Loader:
         entries = data.get("entry") or []
         count = len(entries) if isinstance(entries, list) else 0
         req = FhirRequest("POST", "", headers=dict(_HEADERS), body=raw, parsed_body=data)
-        response = handle(self.services, req)
+        response = handle(self.services, req, self.principal)
         body = response.body_json()
         if response.status >= 300 or not isinstance(body, dict) or body.get("type") is None:
             diagnostics = _diagnostics(response)
@@ -264,11 +269,16 @@ def _diagnostics(response: FhirResponse) -> str:
 
 
 def load_files(
-    services: Services, files: Iterable[Path], total: int, stderr: TextIO | None = None
+    services: Services,
+    files: Iterable[Path],
+    total: int,
+    stderr: TextIO | None = None,
+    principal: Principal | None = None,
 ) -> LoadResult:
-    """Load ``files`` one after another; Ctrl-C stops after a partial summary."""
+    """Load ``files`` one after another as ``principal`` (default: the CLI system principal);
+    Ctrl-C stops after a partial summary."""
     progress = Progress(stderr or sys.stderr, total)
-    loader = Loader(services, progress)
+    loader = Loader(services, progress, principal or cli_principal())
     started = time.perf_counter()
     try:
         for path in files:

@@ -1,8 +1,16 @@
 """Shared fixtures: a real database (SQLite, or PostgreSQL when ``DHR_TEST_DATABASE_URL`` names
-one), a real DHR server on a loopback port, and an HTTP client that talks to it.
+one), a real DHR server on a loopback port, and HTTP clients that talk to it.
 
 Each test session gets its own PostgreSQL database (dropped afterwards), so parallel runs and
-xdist workers never share state. Every test starts from empty tables.
+xdist workers never share state. Every test starts from empty FHIR tables; the authorisation
+tables (clients, keys, revocations...) are kept for the session.
+
+The FHIR API needs a bearer token (SMART App Launch 2.2). ``client`` carries one for a system
+principal with ``system/*.cruds``, obtained the way an EHR supplier's system would: a Backend
+Services client registered once per session, ``client_credentials`` with a ``private_key_jwt``
+assertion (https://hl7.org/fhir/smart-app-launch/backend-services.html), renewed when less than
+a minute remains. ``anonymous_client`` has no token; ``issue_token`` mints real tokens with the
+server's own signing key for any scope and launch context.
 """
 
 from __future__ import annotations
@@ -23,9 +31,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from dhr.app import create_app
+from dhr.auth.service import AuthServer
 from dhr.config import Settings
 from dhr.store import db
+from dhr.store.auth_models import AUTH_TABLES
 from dhr.store.models import Base
+from tests.helpers import BackendClient, TokenIssuer
 
 ENV_URL = "DHR_TEST_DATABASE_URL"
 
@@ -67,7 +78,8 @@ def engine_name(engine: Engine) -> str:
 
 
 def empty_tables(engine: Engine) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    """Delete every row of the FHIR tables (the authorisation tables are left alone)."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in AUTH_TABLES]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
@@ -143,11 +155,32 @@ def server(live_server: LiveServer, engine: Engine) -> LiveServer:
     return live_server
 
 
+@pytest.fixture(scope="session")
+def system_backend(live_server: LiveServer, engine: Engine) -> BackendClient:
+    """A Backend Services client allowed ``system/*.cruds``, registered once per session."""
+    return BackendClient(engine, live_server.settings, scope="system/*.cruds")
+
+
 @pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    """An HTTP client whose base URL is the server's FHIR base (``/fhir/``)."""
+def client(server: LiveServer, system_backend: BackendClient) -> Iterator[httpx.Client]:
+    """An HTTP client at the FHIR base (``/fhir/``) carrying a ``system/*.cruds`` bearer token
+    obtained through ``client_credentials``."""
+    with httpx.Client(base_url=server.base + "/", timeout=30, auth=system_backend) as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous_client(server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client at the FHIR base without any token."""
     with httpx.Client(base_url=server.base + "/", timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def issue_token(server: LiveServer) -> TokenIssuer:
+    """Mints real access tokens signed by the live server (any scope, patient, lifetime)."""
+    auth: AuthServer = server.app.state.auth
+    return TokenIssuer(auth)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -1,10 +1,25 @@
-"""Small helpers the tests share: resource factories and OperationOutcome checks."""
+"""Small helpers the tests share: resource factories, OperationOutcome checks and bearer
+tokens (server-minted, or obtained as a SMART Backend Services client)."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Generator
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from sqlalchemy import Engine
+
+from dhr.auth.clients import register_client
+from dhr.auth.model import ClientKind
+from dhr.auth.service import AuthServer
+from dhr.config import Settings
 
 FHIR_JSON = "application/fhir+json"
 
@@ -56,3 +71,115 @@ def assert_outcome(
     if expression is not None:
         assert any(expression in i.get("expression", []) for i in body["issue"]), body
     return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of a bearer token (RFC 6750)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+class TokenIssuer:
+    """Mints real access tokens with the live server's own :class:`AuthServer` (its signing key,
+    issuer and audience), as its token endpoint would after a SMART launch."""
+
+    def __init__(self, auth: AuthServer) -> None:
+        self.auth = auth
+
+    def __call__(
+        self,
+        scope: str,
+        *,
+        patient: str | None = None,
+        lifetime: int = 300,
+        subject: str = "test-user",
+        client_id: str = "test-app",
+        fhir_user: str | None = None,
+        roles: tuple[str, ...] = (),
+    ) -> str:
+        token, _ = self.auth.issue_access_token(
+            subject=subject,
+            client_id=client_id,
+            scope=scope,
+            lifetime=lifetime,
+            patient=patient,
+            fhir_user=fhir_user,
+            roles=roles,
+        )
+        return token
+
+
+class BackendClient(httpx.Auth):
+    """A SMART Backend Services client (https://hl7.org/fhir/smart-app-launch/backend-services.html)
+    registered with an RS384 key; as an ``httpx.Auth`` it puts a bearer token on each request,
+    fetched with ``client_credentials`` and a signed assertion, renewed under a minute left."""
+
+    RENEW_SECONDS = 60
+
+    def __init__(self, engine: Engine, settings: Settings, scope: str) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.scope = scope
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        self.key = RSAKey.import_key(pem, {"kid": "test-backend-1"})
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+        self.client_id = self._register()
+
+    def _register(self) -> str:
+        client, _ = register_client(
+            self.engine,
+            client_id=f"test-backend-{uuid.uuid4().hex[:12]}",
+            name="Test GP system",
+            kind=ClientKind.BACKEND,
+            scopes=self.scope,
+            jwks={"keys": [dict(self.key.as_dict(private=False))]},
+        )
+        return client.client_id
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.settings.auth_base}/token"
+
+    def assertion(self) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.token_url,
+            "exp": now + 240,
+            "jti": uuid.uuid4().hex,
+        }
+        header = {"alg": "RS384", "kid": "test-backend-1", "typ": "JWT"}
+        return jwt.encode(header, claims, self.key, algorithms=["RS384"])
+
+    def _request_token(self) -> httpx.Response:
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self.scope,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": self.assertion(),
+        }
+        return httpx.post(self.token_url, data=form, timeout=30)
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or self._expires - time.time() < self.RENEW_SECONDS:
+                response = self._request_token()
+                if response.status_code == 401:  # the client was removed: register again
+                    self.client_id = self._register()
+                    response = self._request_token()
+                assert response.status_code == 200, response.text
+                body = response.json()
+                self._token = str(body["access_token"])
+                self._expires = time.time() + int(body["expires_in"])
+            return self._token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        yield request

@@ -2,7 +2,11 @@
 
 https://hl7.org/fhir/R4/http.html#summary lists the URL patterns. HTTP routes, batch entries and
 transaction entries all come through :func:`handle` or :func:`run_in`, so every path reaches the
-same interactions and the same enforcing repository.
+same interactions and the same enforcing repository, built for the request's principal (there
+is no default: the HTTP routes pass the bearer token's principal, the CLI its system principal,
+:func:`dhr.access.system.cli_principal`). SMART: batch and transaction entries "should be
+validated based on the actual requests within them"
+(https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html#batches-and-transactions).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.config import Settings
 from dhr.context import RequestContext
-from dhr.enforce import OPEN_ACCESS, EnforcingRepository, Principal
+from dhr.enforce import EnforcingRepository, Principal
 from dhr.errors import FhirError, bad_request, not_supported
 from dhr.fhir.ids import check_id
 from dhr.fhir.types import check_type
@@ -40,8 +44,8 @@ class Services:
     settings: Settings
     engine: Engine
 
-    def context(self, conn: Connection, principal: Principal = OPEN_ACCESS) -> RequestContext:
-        repo = EnforcingRepository(ResourceRepository(conn), principal)
+    def context(self, conn: Connection, principal: Principal) -> RequestContext:
+        repo = EnforcingRepository(ResourceRepository(conn), principal, self.settings.fhir_base)
         return RequestContext(str(uuid.uuid4()), self.settings, repo)
 
 
@@ -132,7 +136,7 @@ def _no_bundle_here(_ctx: RequestContext, _req: FhirRequest) -> FhirResponse:
     raise bad_request("A batch or transaction Bundle must be posted to the base", "bundle-nested")
 
 
-BundleProcessor = Callable[["Services", FhirRequest], FhirResponse]
+BundleProcessor = Callable[["Services", FhirRequest, Principal], FhirResponse]
 _bundle_processor: list[BundleProcessor] = []
 
 
@@ -141,15 +145,16 @@ def set_bundle_processor(processor: BundleProcessor) -> None:
     _bundle_processor[:] = [processor]
 
 
-def handle(services: Services, req: FhirRequest) -> FhirResponse:
-    """Run one request in its own unit of work; every failure becomes an OperationOutcome."""
+def handle(services: Services, req: FhirRequest, principal: Principal) -> FhirResponse:
+    """Run one request for ``principal`` in its own unit of work; every failure becomes an
+    OperationOutcome."""
     try:
         negotiate(req)
         route = resolve(req)
         if route.bundle:
-            return _bundle_processor[0](services, req)
+            return _bundle_processor[0](services, req, principal)
         with unit_of_work(services.engine, route.write, route.single_statement) as conn:
-            response = route.run(services.context(conn), req)
+            response = route.run(services.context(conn, principal), req)
     except FhirError as exc:
         return error_response(exc)
     except DBAPIError as exc:

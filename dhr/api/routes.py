@@ -2,6 +2,13 @@
 
 The FHIR base is ``/fhir`` (https://hl7.org/fhir/R4/http.html#general). Bodies are read with a
 size limit (413 past it) before anything parses them.
+
+Every request but ``GET /fhir/metadata`` (the CapabilityStatement is public, like SMART
+discovery) carries a bearer access token (RFC 6750, https://www.rfc-editor.org/rfc/rfc6750):
+:func:`dhr.auth.principal.authenticate` turns it into the principal the request runs as, and
+a missing, malformed, expired or revoked token is a 401 with an OperationOutcome (issue type
+``login``) and the ``WWW-Authenticate`` challenge, checked before the body is read. With
+``auth_enabled = false`` (benchmark baselines only) requests run as the open principal.
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from dhr.access.system import ANONYMOUS
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import CONTENT_TYPE, representation
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.auth.model import OPEN_ACCESS, Principal
+from dhr.auth.principal import AuthenticationFailed, authenticate
+from dhr.auth.service import AuthServer
 from dhr.errors import FhirError, too_large
 from dhr.fhir import jsonio
 from dhr.interactions.common import error_response
@@ -60,6 +71,38 @@ def to_http(req: FhirRequest, resp: FhirResponse) -> Response:
     return Response(content=content, status_code=resp.status, headers=headers, media_type=media)
 
 
+def is_public(method: str, path: str) -> bool:
+    """``GET``/``HEAD /fhir/metadata``: the CapabilityStatement needs no token."""
+    return method in ("GET", "HEAD") and path == "metadata"
+
+
+def unauthenticated(exc: AuthenticationFailed) -> FhirResponse:
+    """401: an OperationOutcome (``login``) with the RFC 6750 challenge."""
+    error = FhirError(
+        401,
+        "login",
+        f"Authentication required: {exc}",
+        "unauthenticated",
+        headers={"WWW-Authenticate": exc.www_authenticate},
+    )
+    return error_response(error)
+
+
+def _serve(
+    svc: Services, auth: AuthServer | None, header: str | None, req: FhirRequest
+) -> FhirResponse:
+    """Authenticate (when ``auth`` is given), then run the request as that principal."""
+    principal: Principal
+    if auth is None:
+        principal = ANONYMOUS if svc.settings.auth_enabled else OPEN_ACCESS
+    else:
+        try:
+            principal = authenticate(auth, header)
+        except AuthenticationFailed as exc:
+            return unauthenticated(exc)
+    return handle(svc, req, principal)
+
+
 @router.api_route("/fhir", methods=METHODS, include_in_schema=False)
 @router.api_route("/fhir/{path:path}", methods=METHODS, include_in_schema=False)
 async def fhir_endpoint(
@@ -68,10 +111,19 @@ async def fhir_endpoint(
     headers = {k.lower(): v for k, v in request.headers.items()}
     query = tuple(request.query_params.multi_items())
     req = FhirRequest(request.method, path.strip("/"), query, headers, None)
+    auth: AuthServer | None = None
+    if svc.settings.auth_enabled and not is_public(request.method, req.path):
+        auth = request.app.state.auth
+    bodiless = request.method in ("GET", "HEAD", "DELETE") and not headers.get("content-length")
+    if auth is not None and not bodiless:  # refuse a stranger before reading a large body
+        try:
+            await run_in_threadpool(authenticate, auth, headers.get("authorization"))
+        except AuthenticationFailed as exc:
+            return to_http(req, unauthenticated(exc))
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
     except FhirError as exc:
         return to_http(req, error_response(exc))
     req = FhirRequest(request.method, req.path, query, headers, body)
-    resp = await run_in_threadpool(handle, svc, req)
+    resp = await run_in_threadpool(_serve, svc, auth, headers.get("authorization"), req)
     return to_http(req, resp)

@@ -3,9 +3,12 @@
 A ``batch`` or ``transaction`` Bundle posted to the base. A batch runs each entry on its own
 (its own unit of work, through :func:`dhr.api.dispatch.handle`), so one failing entry leaves the
 others alone and reports its error in ``entry.response.outcome``; references between batch
-entries are not resolved. A transaction is all or nothing (:mod:`.bundle_transaction`). Both
-answer 200 with a ``batch-response`` / ``transaction-response`` Bundle whose entries follow the
-request's order. A malformed Bundle is a 4xx OperationOutcome and nothing runs.
+entries are not resolved. Every entry runs as the principal who posted the Bundle and is checked
+on its own (SMART: "batch and transaction requests should be validated based on the actual
+requests within them"): a forbidden entry fails alone in a batch and fails a whole transaction.
+A transaction is all or nothing (:mod:`.bundle_transaction`). Both answer 200 with a
+``batch-response`` / ``transaction-response`` Bundle whose entries follow the request's order.
+A malformed Bundle is a 4xx OperationOutcome and nothing runs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from dhr.api.dispatch import Services, handle, set_bundle_processor
 from dhr.api.http import check_body_type
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.auth.model import Principal
 from dhr.errors import FhirError, bad_request
 from dhr.fhir import jsonio
 from dhr.fhir.ids import new_id
@@ -30,7 +34,7 @@ from dhr.interactions.bundle_transaction import run_transaction
 KINDS = ("batch", "transaction")
 
 
-def process_bundle(services: Services, req: FhirRequest) -> FhirResponse:
+def process_bundle(services: Services, req: FhirRequest, principal: Principal) -> FhirResponse:
     """Run a batch or transaction Bundle posted to the FHIR base."""
     data = _load(req)
     kind = data.get("type")
@@ -61,14 +65,15 @@ def process_bundle(services: Services, req: FhirRequest) -> FhirResponse:
         entries = [parse_entry(raw, i, base, prefer) for i, raw in enumerate(raw_entries)]
         for entry in entries:
             _refuse_nested(entry)
-        bundle = run_transaction(services, entries)
+        bundle = run_transaction(services, entries, principal)
     else:
         bundle = {
             "resourceType": "Bundle",
             "id": new_id(),
             "type": "batch-response",
             "entry": [
-                _batch_entry(services, raw, i, base, prefer) for i, raw in enumerate(raw_entries)
+                _batch_entry(services, principal, raw, i, base, prefer)
+                for i, raw in enumerate(raw_entries)
             ],
         }
     return FhirResponse(200, None, bundle, {}, "Bundle")
@@ -100,7 +105,7 @@ def _refuse_nested(entry: BundleEntry) -> None:
 
 
 def _batch_entry(
-    services: Services, raw: Any, index: int, base: str, prefer: str | None
+    services: Services, principal: Principal, raw: Any, index: int, base: str, prefer: str | None
 ) -> dict[str, Any]:
     """Run one batch entry on its own; its failure becomes this entry's response."""
     try:
@@ -108,7 +113,7 @@ def _batch_entry(
         _refuse_nested(entry)
     except FhirError as exc:
         return error_entry(exc)
-    return response_entry(handle(services, entry.request()), entry.method)
+    return response_entry(handle(services, entry.request(), principal), entry.method)
 
 
 set_bundle_processor(process_bundle)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dhr.api.dispatch import Services, database_error, run_in
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.auth.model import Principal
 from dhr.context import RequestContext
 from dhr.errors import FhirError, bad_request, conflict
 from dhr.fhir.ids import check_id, new_id
@@ -31,11 +32,14 @@ from dhr.store.db import unit_of_work
 _PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
-def run_transaction(services: Services, entries: list[BundleEntry]) -> dict[str, Any]:
-    """Run ``entries`` atomically and return the ``transaction-response`` Bundle."""
+def run_transaction(
+    services: Services, entries: list[BundleEntry], principal: Principal
+) -> dict[str, Any]:
+    """Run ``entries`` atomically as ``principal`` and return the ``transaction-response``
+    Bundle; every entry is enforced on its own, and a forbidden one fails the whole."""
     write = any(e.method not in ("GET", "HEAD") for e in entries)
     with unit_of_work(services.engine, write=write) as session:
-        results = _Transaction(services.context(session), entries).run()
+        results = _Transaction(services.context(session, principal), entries).run()
     return {
         "resourceType": "Bundle",
         "id": new_id(),
@@ -197,6 +201,7 @@ class _Transaction:
         )
         res_type = check_type(req.segments[0])
         body = load_resource(req, res_type)
+        self.ctx.repo.check_create(res_type, self.assigned[entry.index], body)
         self.prepared.append((entry, req, res_type, body))
 
     def _store_creates(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
+from dhr.errors import FhirError
 from dhr.fhir.ids import new_id
 from dhr.interactions.common import load_resource, read_response, version_headers, write_response
 from dhr.interactions.criteria import match_one, parse_criteria_string
@@ -20,12 +21,19 @@ def create(
 ) -> FhirResponse:
     """Create ``res_type``; ``res_id`` lets a transaction use the id it assigned to a urn:uuid."""
     body = load_resource(req, res_type)
+    ctx.repo.require(res_type, "c")  # before If-None-Exist can answer with a match
     condition = req.header("if-none-exist")
     if condition:
         existing = match_one(ctx, res_type, parse_criteria_string(condition), "If-None-Exist")
         if existing is not None:
             stored = ctx.repo.read_current(res_type, existing)
-            assert stored is not None
+            if stored is None:
+                raise FhirError(
+                    403,
+                    "forbidden",
+                    "If-None-Exist matched a resource the token may not read",
+                    "forbidden",
+                )
             response = read_response(FhirRequest("GET", ""), ctx, stored)
             response.headers = version_headers(ctx, stored, location=True)
             return response

@@ -3,7 +3,8 @@
 Conditional create, update, patch and delete accept any search criteria the search parser and
 compiler accept (https://hl7.org/fhir/R4/search.html). Unlike a search, an unknown or empty
 parameter, or a result parameter such as ``_count``, is refused with a 400 rather than silently
-ignored, because ignoring a criterion could update or delete the wrong resource.
+ignored, because ignoring a criterion could update or delete the wrong resource. The criteria
+are a search: they need the ``s`` scope and see only what the principal may see (SMART).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from urllib.parse import parse_qsl
 
 from dhr.context import RequestContext
 from dhr.errors import bad_request, precondition_failed
-from dhr.search.compile import matching_ids
 from dhr.search.params import CONTROL, parse_search
 
 _IGNORED = frozenset({"_format", "_pretty"})
@@ -52,9 +52,9 @@ def match_one(ctx: RequestContext, res_type: str, criteria: Criteria, what: str)
     parsed = parse_search(
         res_type, criteria.pairs, ctx.base, ctx.settings.max_page_size, strict=True
     )
-    rows = ctx.repo.search(matching_ids(res_type, parsed.criteria, limit=2))
-    if len(rows) > 1:
+    ids = ctx.repo.match_ids(res_type, parsed.criteria, limit=2)
+    if len(ids) > 1:
         raise precondition_failed(
             f"{what}: the criteria match more than one {res_type}", "multiple-matches"
         )
-    return str(rows[0][0]) if rows else None
+    return ids[0] if ids else None

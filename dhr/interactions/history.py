@@ -3,6 +3,9 @@
 Newest first. Paging is keyset on the server-wide write order, so a ``next`` link keeps
 returning exactly the older versions while others write. ``_since`` keeps versions written at or
 after an instant; ``_at`` keeps versions that were current at some time in the given period.
+Only versions the principal may see are listed (:meth:`dhr.enforce.EnforcingRepository.history`):
+instance history needs the ``r`` scope, type and system history ``s`` (SMART App Launch 2.2); a
+page may then hold fewer entries than ``_count`` while its ``next`` link still leads on.
 """
 
 from __future__ import annotations
@@ -48,15 +51,17 @@ def history(
     cursor = int(cursor_raw) if cursor_raw else None
     if res_id is not None and res_type is not None and not _known(ctx, res_type, res_id):
         raise not_found(f"{res_type}/{res_id} is not known")
-    rows = ctx.repo.history(res_type, res_id, since, at, count + 1, cursor)
-    more = len(rows) > count
-    rows = rows[:count]
+    page = ctx.repo.history(res_type, res_id, since, at, count, cursor)
+    rows = page.versions
     path = "/".join([*(p for p in (res_type, res_id) if p), "_history"])
     kept = [(k, v) for k, v in req.query if k != PAGE_PARAM]
     links = [{"relation": "self", "url": _url(ctx, path, req.query)}]
-    if more and rows:
+    if page.next_before is not None:
         links.append(
-            {"relation": "next", "url": _url(ctx, path, [*kept, (PAGE_PARAM, str(rows[-1].key))])}
+            {
+                "relation": "next",
+                "url": _url(ctx, path, [*kept, (PAGE_PARAM, str(page.next_before))]),
+            }
         )
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",

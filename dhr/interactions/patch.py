@@ -49,7 +49,7 @@ def patch(ctx: RequestContext, req: FhirRequest, res_type: str, res_id: str) -> 
     check_id(res_id)
     kind, document = _patch_document(req)
     if_match = parse_etag(req.header("if-match"))
-    current = ctx.repo.read_current(res_type, res_id)
+    current = ctx.repo.read_for_change(res_type, res_id, "u")
     if current is None or current.version_id == 0:
         raise not_found(f"{res_type}/{res_id} is not known")
     if current.deleted:

@@ -15,7 +15,8 @@ plus one per ``_include``/``_revinclude`` parameter and round (#include, :mod:`d
 included resources follow the page's matches with ``search.mode = include``, each once.
 Compartment search (``GET Patient/123/Observation?...``, https://hl7.org/fhir/R4/http.html#search
 and :mod:`dhr.search.compartment`) is this search with compartment membership as one more
-criterion; its links keep the compartment path.
+criterion; its links keep the compartment path. What the principal may see is ANDed in by the
+enforcing repository (:mod:`dhr.enforce`), for the matches and for the included resources.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dhr.errors import Issue, bad_request, operation_outcome, unsupported_media_
 from dhr.fhir import jsonio
 from dhr.fhir.subset import select_elements, summarise
 from dhr.search import compartment, include
-from dhr.search.compile import count_query, decode_cursor, encode_cursor, page_query
+from dhr.search.compile import decode_cursor, encode_cursor
 from dhr.search.params import SearchRequest, parse_search
 
 FORM = "application/x-www-form-urlencoded"
@@ -71,19 +72,16 @@ def search_type(
     rows: list[Any] = []
     more = False
     if count > 0 and rep.summary != "count":
-        query = page_query(res_type, sreq.criteria, sreq.sort, count + 1, after)
-        rows = ctx.repo.search(query)
+        rows = ctx.repo.search(res_type, sreq.criteria, sreq.sort, count + 1, after)
         more = len(rows) > count
         rows = rows[:count]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if sreq.total != "none":
         complete = after is None and rows and not more
-        bundle["total"] = (
-            len(rows) if complete else ctx.repo.count(count_query(res_type, sreq.criteria))
-        )
+        bundle["total"] = len(rows) if complete else ctx.repo.count(res_type, sreq.criteria)
     bundle["link"] = _links(ctx, path, sreq, rows if more else [])
     entries = [_entry(ctx, row, rep.summary, rep.elements) for row in rows]
-    included, truncated = include.resolve(ctx.repo, sreq.includes, rows, ctx.base)
+    included, truncated = ctx.repo.include(sreq.includes, rows)
     entries += [_entry(ctx, row, None, (), "include") for row in included]
     if sreq.ignored:
         entries.append(_ignored_outcome(sreq.ignored))

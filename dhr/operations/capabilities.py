@@ -3,7 +3,9 @@
 It lists only what works: per type read, vread, update, patch, delete, create, history; system
 history, batch and transaction; ``$validate``; type-level search with each type's parameters,
 ``_include``/``_revinclude`` and (for Patient) ``$everything``.
-Conditional interactions state their limits.
+Conditional interactions state their limits. With authorisation on, ``rest[0].security`` names
+SMART-on-FHIR and carries the ``oauth-uris`` extension
+(https://hl7.org/fhir/smart-app-launch/conformance.html#declaring-support-for-oauth2-endpoints).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from dhr import __version__
+from dhr.auth.discovery import endpoints
 from dhr.config import Settings
 from dhr.fhir.types import resource_types
 from dhr.search.registry import registry
@@ -73,12 +76,48 @@ _EVERYTHING = {
 }
 
 
+_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def _security(base: str, auth_base: str) -> dict[str, Any]:
+    """``rest.security``: SMART-on-FHIR; the OAuth endpoints in the ``oauth-uris`` extension."""
+    urls = endpoints(auth_base)
+    discovery = f"{base}/.well-known/smart-configuration"
+    return {
+        "extension": [
+            {
+                "url": _OAUTH_URIS,
+                "extension": [
+                    {"url": name, "valueUri": urls[name]}
+                    for name in ("authorize", "token", "introspect", "revoke")
+                ],
+            }
+        ],
+        "cors": True,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": _SECURITY_SERVICE,
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+            }
+        ],
+        "description": f"SMART App Launch 2.2 and Backend Services; discovery at {discovery}",
+    }
+
+
 def capability_statement(settings: Settings) -> dict[str, Any]:
-    return _statement(settings.fhir_base)
+    auth_base = settings.auth_base if settings.auth_enabled else None
+    return _statement(settings.fhir_base, auth_base)
 
 
 @cache
-def _statement(base: str) -> dict[str, Any]:
+def _statement(base: str, auth_base: str | None) -> dict[str, Any]:
     validate_op = {
         "name": "validate",
         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
@@ -127,6 +166,7 @@ def _statement(base: str) -> dict[str, Any]:
                     {"code": "batch"},
                     {"code": "history-system"},
                 ],
+                **({"security": _security(base, auth_base)} if auth_base else {}),
             }
         ],
     }

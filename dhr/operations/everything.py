@@ -13,15 +13,17 @@ carries the last key, so pages never repeat a resource, and resources created me
 on a later page when they belong to the set. One page costs one statement whatever its size,
 plus one ``COUNT`` for ``total`` when the page does not already hold everything (and, at instance
 level, one read of the Patient: unknown is 404, deleted is 410). Reads go through the enforcing
-repository.
+repository (:meth:`dhr.enforce.EnforcingRepository.everything`), whose statement
+(:class:`dhr.store.access_store.EverythingSet`) keeps only what the principal may read: the
+Patient needs the ``r`` scope, and each returned type is filtered in SQL by the ``r`` scopes
+(types, the launch patient's compartment, granular restrictions), so nothing of another patient
+comes back and ``total`` stays true.
 """
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote, urlencode
-
-from sqlalchemy import ColumnElement, FromClause, Select, and_, func, or_, select, union
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
@@ -30,10 +32,6 @@ from dhr.fhir import jsonio
 from dhr.fhir.instant import parse_range
 from dhr.fhir.types import resource_types
 from dhr.interactions.history import page_size
-from dhr.search import compartment
-from dhr.search.include import RESOURCE, VERSION
-from dhr.search.sql.dialect import any_of
-from dhr.search.sql.predicate import index_table
 
 _KNOWN = frozenset({"_since", "_type", "_count", "_page", "_format", "_pretty"})
 
@@ -64,15 +62,11 @@ def _everything(
     if cursor is not None and not cursor.isdigit():
         raise bad_request("_page is not a page cursor this server issued", "bad-cursor")
     after = int(cursor) if cursor else None
-    where = _Where(patient_id, types, since, ctx.base)
-    rows: list[Any] = []
-    if count > 0:
-        rows = ctx.repo.search(_page(where, after, count + 1))
+    rows = ctx.repo.everything(patient_id, types, since, after, count + 1) if count > 0 else []
     more = len(rows) > count
     rows = rows[:count]
     complete = after is None and not more and count > 0
-    res = RESOURCE.alias()
-    total = len(rows) if complete else ctx.repo.count(_count(res, where(res)))
+    total = len(rows) if complete else ctx.repo.everything_count(patient_id, types, since)
     kept = [(k, v) for k, v in req.query if k != "_page"]
     links = [{"relation": "self", "url": _url(ctx, path, req.query)}]
     links.append({"relation": "first", "url": _url(ctx, path, kept)})
@@ -102,74 +96,6 @@ def _types(req: FhirRequest) -> list[str] | None:
     if unknown:
         raise bad_request(f"_type: {unknown[0][:40]!r} is not a resource type", "bad-type")
     return raw
-
-
-class _Where:
-    """The conditions on a ``resource`` alias that put it in the $everything set.
-
-    The set is one key list, ``members UNION referenced`` (``members`` a CTE, read once), that
-    drives the statement through the primary key: the compartment's references are found by
-    ``ix_reference (target_id, target_type)`` and what the members refer to by
-    ``ix_reference (resource_key, ...)``, so a page costs the size of one Patient's record, not of
-    the database.
-    """
-
-    def __init__(
-        self, patient_id: str | None, types: list[str] | None, since: int | None, base: str
-    ) -> None:
-        self.members = compartment.member_keys("Patient", patient_id).cte("members")
-        ref = index_table("reference").alias()
-        target = RESOURCE.alias()
-        joined = ref.join(
-            target,
-            and_(target.c.res_type == ref.c.target_type, target.c.res_id == ref.c.target_id),
-        )
-        local = or_(ref.c.url.is_(None), ref.c.url.startswith(base + "/", autoescape=True))
-        member_keys = select(self.members.c.key)
-        referenced = (
-            select(target.c.key)
-            .select_from(joined)
-            .where(any_of(ref.c.resource_key, member_keys), ref.c.target_type.is_not(None), local)
-        )
-        self.keys = union(member_keys, referenced)
-        self.types = types
-        self.since = since
-
-    def is_member(self, res: FromClause) -> ColumnElement[bool]:
-        return res.c.key.in_(select(self.members.c.key))
-
-    def __call__(self, res: Any) -> list[ColumnElement[bool]]:
-        where = [any_of(res.c.key, self.keys), res.c.deleted.is_(False), res.c.version_id > 0]
-        if self.types is not None:
-            where.append(res.c.res_type.in_(self.types))
-        if self.since is not None:
-            where.append(res.c.last_updated >= self.since)
-        return where
-
-
-def _page(where: _Where, after: int | None, limit: int) -> Select[Any]:
-    res = RESOURCE.alias()
-    ver = VERSION.alias()
-    conds = where(res)
-    if after is not None:
-        conds.append(res.c.key > after)
-    return (
-        select(
-            res.c.key,
-            res.c.res_type,
-            res.c.res_id,
-            ver.c.data,
-            where.is_member(res).label("member"),
-        )
-        .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
-        .where(*conds)
-        .order_by(res.c.key)
-        .limit(limit)
-    )
-
-
-def _count(res: Any, conds: list[ColumnElement[bool]]) -> Select[Any]:
-    return select(func.count()).select_from(res).where(*conds)
 
 
 def _url(ctx: RequestContext, path: str, query: Any) -> str:

@@ -14,9 +14,12 @@ drive. Chains (https://hl7.org/fhir/R4/search.html#chaining) are compiled inside
 the matching targets first, then the references to them through
 ``ix_reference (res_type, param, target_id, target_type)``; ``_has`` (#has) goes the other way.
 :func:`matching_keys` is the reusable core (``_include``, compartments and ``$everything`` can
-build on it). Sorting (#sort) uses one value per resource: the minimum of its index rows for an
-ascending key, the maximum for a descending one; resources without a value sort last, and the
-resource key breaks ties, which makes the (sort values, key) keyset a stable paging cursor.
+build on it). Criteria that no search parameter defines (the access restrictions of
+:mod:`dhr.store.access_store`) implement :class:`Term` and are AND-ed in like any other;
+:func:`probes` checks one known resource against criteria without a driving subquery.
+Sorting (#sort) uses one value per resource: the minimum of its index rows for an ascending key,
+the maximum for a descending one; resources without a value sort last, and the resource key
+breaks ties, which makes the (sort values, key) keyset a stable paging cursor.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from sqlalchemy import (
@@ -60,6 +63,18 @@ _SPECIAL = frozenset({"_id", "_lastUpdated"})
 Cond = Callable[[FromClause], ColumnElement[bool]]
 
 
+@runtime_checkable
+class Term(Protocol):
+    """A criterion outside the search parameter registry, compiled by itself."""
+
+    def parts(self, res_type: str) -> tuple[int | None, Cond, Cond]:
+        """(rank or None, driving ``IN`` condition, per-candidate probe) for ``res_type``."""
+        ...
+
+
+Criteria = Sequence[Criterion | Term]
+
+
 @dataclass(frozen=True)
 class _Part:
     """One criterion two ways: as the driving ``IN`` and as a per-candidate probe."""
@@ -70,7 +85,7 @@ class _Part:
     by_id: bool = False  # drives through ``resource (res_type, res_id)``, not by key
 
 
-def where(res: FromClause, res_type: str, criteria: Sequence[Criterion]) -> list[Any]:
+def where(res: FromClause, res_type: str, criteria: Criteria) -> list[Any]:
     """The conditions on ``res`` for a live ``res_type`` resource matching every criterion."""
     parts = [_part(res_type, c) for c in criteria]
     drivers = [p for p in parts if p.rank is not None]
@@ -82,20 +97,28 @@ def where(res: FromClause, res_type: str, criteria: Sequence[Criterion]) -> list
     return conds + [p.drive(res) if p is driver else p.probe(res) for p in parts]
 
 
-def matching_keys(res_type: str, criteria: Sequence[Criterion]) -> Select[tuple[int]]:
+def probes(res: FromClause, res_type: str, criteria: Criteria) -> list[ColumnElement[bool]]:
+    """Every criterion as a probe of the candidate ``res`` (already chosen by key or id)."""
+    return [_part(res_type, c).probe(res) for c in criteria]
+
+
+def matching_keys(res_type: str, criteria: Criteria) -> Select[tuple[int]]:
     """``SELECT key`` of the live ``res_type`` resources matching every criterion."""
     res = RESOURCE.alias()
     return select(res.c.key).where(*where(res, res_type, criteria))
 
 
-def matching_ids(res_type: str, criteria: Sequence[Criterion], limit: int) -> Select[Any]:
+def matching_ids(res_type: str, criteria: Criteria, limit: int) -> Select[Any]:
     """``SELECT res_id`` of at most ``limit`` matches (conditional interactions)."""
     res = RESOURCE.alias()
     stmt = select(res.c.res_id).where(*where(res, res_type, criteria))
     return stmt.order_by(res.c.key).limit(limit)
 
 
-def _part(res_type: str, c: Criterion) -> _Part:
+def _part(res_type: str, c: Criterion | Term) -> _Part:
+    if isinstance(c, Term):
+        rank, drive, probe = c.parts(res_type)
+        return _Part(rank, drive, probe)
     if isinstance(c, Filter):
         return _filter(res_type, c)
     if isinstance(c, InCompartment):
@@ -257,7 +280,7 @@ def sort_value(res: FromClause, key: SortKey) -> ColumnElement[Any]:
 
 def page_query(
     res_type: str,
-    criteria: Sequence[Criterion],
+    criteria: Criteria,
     sort: Sequence[SortKey],
     limit: int,
     after: list[Any] | None,
@@ -285,7 +308,7 @@ def page_query(
     return stmt.order_by(inner.c.key).limit(limit)
 
 
-def count_query(res_type: str, criteria: Sequence[Criterion]) -> Select[Any]:
+def count_query(res_type: str, criteria: Criteria) -> Select[Any]:
     res = RESOURCE.alias()
     return select(func.count()).select_from(res).where(*where(res, res_type, criteria))
 

@@ -16,9 +16,12 @@ resources (it returns the rows with their JSON), whatever the page size: no N+1.
 absolute URL count only when the URL is on this server's base. The statements are index-bound
 (:func:`dhr.search.sql.dialect.any_of`): ``_revinclude`` looks the page's (type, id) pairs up as
 constants in ``ix_reference (res_type, param, target_id, target_type)``, ``_include`` the page's
-keys in ``ix_reference (resource_key, ...)``. Reads go through the enforcing repository like
-any search. At most :data:`MAX_INCLUDED` resources are added to one page; more is reported as
-truncated (the caller adds a warning).
+keys in ``ix_reference (resource_key, ...)``. The enforcing repository passes the principal's
+allowances (:mod:`dhr.store.access_store`): an included resource must be one the principal may
+read, and that condition is part of each statement, so nothing another patient owns leaks
+through an include and the :data:`MAX_INCLUDED` cut counts only what is shown. At most
+:data:`MAX_INCLUDED` resources are added to one page; more is reported as truncated (the caller
+adds a warning).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy import ColumnElement, FromClause, Row, Select, and_, or_, select
 from dhr.search.params import Include
 from dhr.search.sql.dialect import any_of
 from dhr.search.sql.predicate import index_table
+from dhr.store.access_store import Allowance, visible
 from dhr.store.models import ResourceRow, VersionRow
 
 RESOURCE = ResourceRow.__table__
@@ -46,10 +50,15 @@ class Reader(Protocol):
 
 
 def resolve(
-    repo: Reader, includes: Sequence[Include], matches: Sequence[Sequence[Any]], base: str
+    repo: Reader,
+    includes: Sequence[Include],
+    matches: Sequence[Sequence[Any]],
+    base: str,
+    allowances: Sequence[Allowance] | None,
 ) -> tuple[list[Sequence[Any]], bool]:
     """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
-    result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order."""
+    result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order; only rows
+    ``allowances`` let through (None: every row)."""
     seen = {int(row[0]) for row in matches}
     focus = [(int(row[0]), str(row[1]), str(row[2])) for row in matches]
     active = list(includes)
@@ -65,7 +74,7 @@ def resolve(
                 continue
             wanted = [f for f in focus if inc.reverse or inc.source in (None, f[1])]
             room = MAX_INCLUDED - len(out) - len(added)
-            rows = repo.search(statement(inc, wanted, base, room + 1))
+            rows = repo.search(statement(inc, wanted, base, room + 1, allowances))
             truncated = truncated or len(rows) > room
             for row in rows[:room]:
                 if int(row[0]) not in seen:
@@ -87,7 +96,11 @@ def applies(inc: Include, types: set[str]) -> bool:
 
 
 def statement(
-    inc: Include, focus: Sequence[tuple[int, str, str]], base: str, limit: int
+    inc: Include,
+    focus: Sequence[tuple[int, str, str]],
+    base: str,
+    limit: int,
+    allowances: Sequence[Allowance] | None = None,
 ) -> Select[Any]:
     """One round of one include parameter over the ``(key, type, id)`` resources ``focus``,
     as full rows."""
@@ -114,17 +127,23 @@ def statement(
         )
         keys = [key for key, _, _ in focus]
         wanted = select(other.c.key).select_from(joined).where(*where, ref.c.resource_key.in_(keys))
-    return rows_for(wanted, limit)
+    return rows_for(wanted, limit, allowances)
 
 
-def rows_for(keys: Select[Any], limit: int) -> Select[Any]:
-    """``(key, res_type, res_id, data)`` of the live resources whose key ``keys`` selects."""
+def rows_for(
+    keys: Select[Any], limit: int, allowances: Sequence[Allowance] | None = None
+) -> Select[Any]:
+    """``(key, res_type, res_id, data)`` of the live resources whose key ``keys`` selects (and
+    that ``allowances`` let through)."""
     res = RESOURCE.alias()
     ver = VERSION.alias()
+    conds = [any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0]
+    if allowances is not None:
+        conds.append(visible(res, allowances))
     return (
         select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data)
         .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
-        .where(any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0)
+        .where(*conds)
         .order_by(res.c.key)
         .limit(limit)
     )

@@ -1,4 +1,5 @@
-"""Tables of the authorisation server: signing keys, clients, users, codes, tokens, launches.
+"""Tables of the authorisation server: signing keys, clients, users, codes, tokens, launches,
+and sign-ins in progress at external OpenID Connect providers.
 
 SMART App Launch 2.2 (https://hl7.org/fhir/smart-app-launch/) and RFC 6749/7009/7662/7523.
 Secrets (client secrets, passwords, codes, refresh tokens, login sessions) are never stored in
@@ -76,6 +77,7 @@ class AuthorizationCodeRow(Base):
     patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
     encounter: Mapped[str | None] = mapped_column(String(64), nullable=True)
     nonce: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    session_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the login
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -88,6 +90,7 @@ class LaunchRow(Base):
     launch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
     encounter: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the app launched
     created_by: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[int] = mapped_column(BigInteger)
 
@@ -141,6 +144,25 @@ class LoginSessionRow(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class FederationStateRow(Base):
+    """A sign-in in progress at an external OpenID Connect provider (single use, short-lived).
+
+    Keyed by the SHA-256 of the ``state`` sent to the provider; ``browser_hash`` binds it to the
+    browser that started it (a cookie secret), ``nonce_hash`` is checked against the ID token and
+    ``code_verifier`` (RFC 7636) is sent with the code to the provider's token endpoint.
+    """
+
+    __tablename__ = "auth_federation_state"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_url: Mapped[str] = mapped_column(Text)  # a local /auth/authorize URL, or ""
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
 AUTH_TABLES = frozenset(
     t.__tablename__
     for t in (
@@ -153,5 +175,6 @@ AUTH_TABLES = frozenset(
         RevokedTokenRow,
         AssertionJtiRow,
         LoginSessionRow,
+        FederationStateRow,
     )
 )

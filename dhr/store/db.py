@@ -3,11 +3,19 @@
 SQLite runs in WAL mode; write transactions start with ``BEGIN IMMEDIATE`` so two writers queue
 on the busy timeout instead of failing on a lock upgrade. PostgreSQL runs READ COMMITTED with row
 locks taken by the repository. Nothing outside :func:`unit_of_work` commits.
+
+Both drivers run in autocommit mode and the store sends BEGIN itself: SQLite when SQLAlchemy
+begins, PostgreSQL with the transaction's first statement (:mod:`dhr.store.driver`). So SQL must
+go through SQLAlchemy or :mod:`dhr.store.driver`, never straight to a DBAPI cursor: a statement
+sent around both would run outside the transaction. A single-statement read needs no
+transaction; on SQLite it runs on a connection its thread keeps (:func:`_sqlite_read`).
 """
 
 from __future__ import annotations
 
 import contextvars
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +23,19 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from dhr.config import Settings
+from dhr.store.driver import (
+    PREPARE_EXPLICIT_ONLY,
+    begin_if_due,
+    forget_begin,
+    mark_begin,
+    on_cursor,
+)
 from dhr.store.index_writer import discard_pending, flush_index_rows
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,18 +62,24 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    # No server-side prepared statements: a search's best plan depends on its values (one
-    # patient vs the whole population), and PostgreSQL's generic plans after five executions
-    # of a prepared statement lose that (measured: 3-4x growth with data size instead of 1.1x).
-    return create_engine(
+    # Server-side prepared statements only where asked for (dhr.store.driver): a search's best
+    # plan depends on its values (one patient vs the whole population), and PostgreSQL's generic
+    # plans after five executions of a prepared statement lose that (measured: 3-4x growth with
+    # data size instead of 1.1x); the store's fixed key lookups and inserts do not.
+    # The driver runs in autocommit mode; transactions begin lazily (_postgresql_setup).
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=10,
         max_overflow=10,
         pool_recycle=1800,
         pool_use_lifo=True,
-        connect_args={"prepare_threshold": None},
+        pool_reset_on_return=None,  # _postgresql_setup resets only what needs it
+        isolation_level="AUTOCOMMIT",
+        connect_args={"prepare_threshold": PREPARE_EXPLICIT_ONLY},
     )
+    _postgresql_setup(engine)
+    return engine
 
 
 def analyze(engine: Engine) -> None:
@@ -86,10 +109,52 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
+    def _on_begin(conn: Connection) -> None:
         begin = _BEGIN.get(_TXN_MODE.get())
         if begin:
-            conn.exec_driver_sql(begin)
+            on_cursor(conn, begin, lambda cursor: cursor.execute(begin))
+
+    @event.listens_for(engine, "engine_disposed")
+    def _on_dispose(_engine: Engine) -> None:
+        _readers(engine).generation += 1
+
+
+def _postgresql_setup(engine: Engine) -> None:
+    """Transactions on an autocommit driver: SQLAlchemy's ``begin`` notes that BEGIN is due and
+    the transaction's first statement sends it (:mod:`dhr.store.driver`), so a unit of work
+    saves a round trip. A single-statement read (``_TXN_MODE`` "none") stays in autocommit.
+    """
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if _TXN_MODE.get() != "none":
+            mark_begin(conn)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(
+        conn: Connection,
+        cursor: Any,
+        _statement: str,
+        _parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> None:
+        begin_if_due(conn, cursor)
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        forget_begin(conn)
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_conn: Any, _record: Any, _state: Any) -> None:
+        # A connection going back to the pool inside a transaction (the unit of work never
+        # ended it) is rolled back; an idle one, the usual case, costs no driver call.
+        if dbapi_conn.pgconn.transaction_status != TransactionStatus.IDLE:
+            dbapi_conn.rollback()
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Connection) -> None:
+        forget_begin(conn)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -112,6 +177,61 @@ def engine_for(settings: Settings) -> Engine:
     return make_engine(settings.effective_database_url, echo=settings.log_sql)
 
 
+class _Readers:
+    """Per engine: each thread's own SQLite connection for single-statement reads."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.generation = 0  # bumped by Engine.dispose(): older connections are closed
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, _Readers] = weakref.WeakKeyDictionary()
+
+
+def _readers(engine: Engine) -> _Readers:
+    readers = _READERS.get(engine)
+    if readers is None:
+        readers = _READERS.setdefault(engine, _Readers())
+    return readers
+
+
+@contextmanager
+def _sqlite_read(engine: Engine) -> Iterator[Connection]:
+    """A single-statement read on this thread's own connection, kept between reads.
+
+    Checking a connection out of the pool and back costs about as much as the read itself. The
+    kept connection is detached from the pool (the pool opens another in its place) and is in
+    autocommit mode with no transaction between reads, so it holds no snapshot and no lock: a
+    WAL reader sees every commit made before its statement starts. A thread already inside a
+    read (re-entry) or whose connection failed gets a pooled connection as before.
+    """
+    readers = _readers(engine)
+    local = readers.local
+    conn: Connection | None = getattr(local, "conn", None)
+    if getattr(local, "busy", False):
+        with engine.connect() as pooled:
+            yield pooled
+        return
+    if conn is not None and (conn.closed or conn.invalidated or local.gen != readers.generation):
+        conn.close()
+        conn = None
+    if conn is None:
+        conn = engine.connect()
+        conn.detach()
+        local.conn, local.gen = conn, readers.generation
+    local.busy = True
+    try:
+        yield conn
+    except DBAPIError:
+        local.conn = None
+        conn.close()
+        raise
+    finally:
+        local.busy = False
+        if local.conn is conn and conn.in_transaction():
+            conn.rollback()  # autobegun by SQLAlchemy; the driver never sent BEGIN
+
+
 @contextmanager
 def unit_of_work(
     engine: Engine, write: bool, single_statement: bool = False
@@ -124,10 +244,12 @@ def unit_of_work(
     autocommit = single_statement and not write
     token = _TXN_MODE.set("write" if write else "none" if autocommit else "read")
     try:
-        if autocommit:
+        if autocommit and engine.dialect.name == "sqlite":
             # SQLite's driver already runs in autocommit mode here (BEGIN is ours to send).
-            options = {} if engine.dialect.name == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
-            with engine.connect().execution_options(**options) as conn:
+            with _sqlite_read(engine) as conn:
+                yield conn
+        elif autocommit:  # PostgreSQL's driver always runs in autocommit mode (BEGIN is ours)
+            with engine.connect() as conn:
                 yield conn
         else:
             with engine.begin() as conn:

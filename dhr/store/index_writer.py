@@ -8,6 +8,8 @@ Rows are queued on the connection (as tuples in column order) and written when t
 flushes (before any search in it, and before commit): on SQLite one ``executemany`` per table,
 on PostgreSQL one statement for every table (``INSERT ... SELECT FROM unnest(arrays)`` per table
 in data-modifying CTEs), so a 1,000-entry transaction costs one round trip of index writes.
+A single PostgreSQL create or update does not queue: its rows go into the statement that stores
+the version (:func:`pg_row_arrays`, :func:`pg_insert_ctes`), one prepared statement in all.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, text
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import Float
 
 from dhr.search.rows import (
@@ -33,6 +34,7 @@ from dhr.search.rows import (
     TokenRow,
     UriRow,
 )
+from dhr.store.driver import fetch, on_cursor
 from dhr.store.models import INDEX_TABLES
 
 _TABLE_OF: dict[type, str] = {
@@ -81,16 +83,14 @@ _PG_COPY = {
     name: f"COPY {_TABLE_NAMES[name]} ({', '.join(cols)}) FROM STDIN"
     for name, cols in _COLUMNS.items()
 }
-_DROPS = [
-    delete(table).where(table.resource_key == bindparam("k")) for table in INDEX_TABLES.values()
-]
-# PostgreSQL: every table in one statement (one round trip instead of seven).
 _NAMES = list(_TABLE_NAMES.values())
+_SQLITE_DROPS = [f"DELETE FROM {n} WHERE resource_key = ?" for n in _NAMES]  # noqa: S608
+# PostgreSQL: every table in one statement (one round trip instead of seven).
 _CTES = ", ".join(
-    f"d{i} AS (DELETE FROM {n} WHERE resource_key = :k)"  # noqa: S608
+    f"d{i} AS (DELETE FROM {n} WHERE resource_key = %(k)s)"  # noqa: S608
     for i, n in enumerate(_NAMES[:-1])
 )
-_PG_DROP = text(f"WITH {_CTES} DELETE FROM {_NAMES[-1]} WHERE resource_key = :k")  # noqa: S608
+_PG_DROP = f"WITH {_CTES} DELETE FROM {_NAMES[-1]} WHERE resource_key = %(k)s"  # noqa: S608
 # Queued rows belong to one Connection object (one unit of work), never to the pooled DBAPI
 # connection behind it: a rolled-back unit's rows must not leak into the next one.
 _QUEUES: weakref.WeakKeyDictionary[Connection, dict[str, list[tuple[Any, ...]]]] = (
@@ -133,13 +133,53 @@ def _pg_insert(names: tuple[str, ...]) -> str:
     return f"WITH {ctes} {parts[-1]}"
 
 
-def _pg_params(name: str, batch: list[tuple[Any, ...]], into: dict[str, Any]) -> None:
+def _pg_params(
+    name: str, batch: list[tuple[Any, ...]], into: dict[str, Any], first: int = 0
+) -> None:
+    """One array per column of ``batch`` (whose tuples start at column ``first``)."""
     floats = _FLOATS[name]
-    for i, column in enumerate(zip(*batch, strict=True)):
+    for i, column in enumerate(zip(*batch, strict=True), first):
         values = list(column)
         if i in floats:  # one element type per array (an int among floats would not dump)
             values = [None if v is None else float(v) for v in values]
         into[f"{name}_{i}"] = values
+
+
+def pg_row_arrays(rows: Sequence[IndexRow]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The tables ``rows`` go to, and one array per column (owner and type left out).
+
+    For :func:`pg_insert_ctes`, which takes the owner's key and type from the statement.
+    """
+    per_table: dict[str, list[tuple[Any, ...]]] = {}
+    table_of = _TABLE_OF
+    for row in rows:
+        name = table_of[type(row)]
+        batch = per_table.get(name)
+        if batch is None:
+            batch = per_table[name] = []
+        batch.append(tuple(row.__dict__.values()))
+    names = tuple(name for name in _COLUMNS if name in per_table)
+    params: dict[str, Any] = {}
+    for name in names:
+        _pg_params(name, per_table[name], params, first=2)
+    return names, params
+
+
+@cache
+def pg_insert_ctes(names: tuple[str, ...], owner: str) -> str:
+    """CTEs inserting :func:`pg_row_arrays`' arrays into ``names``, for the resource whose
+    ``key`` and ``res_type`` the CTE ``owner`` returns (one row)."""
+    parts: list[str] = []
+    for n, name in enumerate(names):
+        cols = _COLUMNS[name]
+        arrays = ", ".join(
+            f"%({name}_{i})s::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]) if i >= 2
+        )
+        parts.append(
+            f"x{n} AS (INSERT INTO {_TABLE_NAMES[name]} ({', '.join(cols)}) "  # noqa: S608
+            f"SELECT {owner}.key, {owner}.res_type, u.* FROM {owner}, unnest({arrays}) AS u)"
+        )
+    return ", ".join(parts)
 
 
 def _pg_copy(
@@ -175,16 +215,12 @@ def _on_driver_cursor(
     A driver error is raised as SQLAlchemy would have raised it, so callers map it like any
     other database error (409/503).
     """
-    cursor = conn.connection.cursor()
-    name = ""
-    try:
+
+    def run(cursor: Any) -> None:
         for name in names:
             write(cursor, name)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        error = conn.dialect.loaded_dbapi.Error
-        raise DBAPIError.instance(f"INSERT INTO ix_{name}", None, exc, error) from exc
-    finally:
-        cursor.close()
+
+    on_cursor(conn, f"INSERT INTO {', '.join(_TABLE_NAMES[n] for n in names)}", run)
 
 
 def flush_index_rows(conn: Connection) -> None:
@@ -202,7 +238,8 @@ def flush_index_rows(conn: Connection) -> None:
         params: dict[str, Any] = {}
         for name in names:
             _pg_params(name, pending[name], params)
-        conn.exec_driver_sql(_pg_insert(names), params)
+        # Prepared: an insert from arrays plans the same whatever their length.
+        fetch(conn, _pg_insert(names), params, prepare=True)
         return
     _sqlite_insert(conn, names, pending)
 
@@ -236,7 +273,11 @@ def drop_index_rows(conn: Connection, key: int) -> None:
     """Delete every index row of resource ``key`` (queued ones included)."""
     forget_queued(conn, key)
     if conn.dialect.name == "postgresql":
-        conn.execute(_PG_DROP, {"k": key})
+        fetch(conn, _PG_DROP, {"k": key}, prepare=True)
         return
-    for stmt in _DROPS:
-        conn.execute(stmt, {"k": key})
+
+    def run(cursor: Any) -> None:
+        for sql in _SQLITE_DROPS:
+            cursor.execute(sql, (key,))
+
+    on_cursor(conn, "DELETE FROM ix_*", run)

@@ -4,6 +4,10 @@ Create, read, vread, update, delete and history primitives over the schema in
 :mod:`dhr.store.models`, with version stamping (https://hl7.org/fhir/R4/resource.html#Meta) and
 index maintenance in the caller's transaction. Version ids are gapless: an update locks the
 resource row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite write transactions are exclusive).
+
+The fixed statements of reads and writes run as driver SQL (:mod:`dhr.store.driver`); on
+PostgreSQL they are prepared once per connection, and a single create, update or delete stores
+the version, moves the resource's current pointer and replaces its index rows in one statement.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Row,
     Select,
     bindparam,
@@ -32,11 +35,14 @@ from sqlalchemy.engine import Dialect
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
+from dhr.store.driver import fetch, fetch_one
 from dhr.store.index_writer import (
     drop_index_rows,
     flush_index_rows,
     forget_queued,
     pg_drop_ctes,
+    pg_insert_ctes,
+    pg_row_arrays,
     queue_index_rows,
 )
 from dhr.store.models import ResourceRow, VersionRow
@@ -82,6 +88,12 @@ _VERSION_COLUMNS = (
 
 def _stored(row: Sequence[Any]) -> StoredVersion:
     return StoredVersion(*row)
+
+
+def _first_int(row: Sequence[Any] | None) -> int:
+    """The first column of a row a statement must return (``RETURNING key``)."""
+    assert row is not None
+    return int(row[0])
 
 
 # Statements built once; only their parameters change per call (compiled-cache friendly).
@@ -199,19 +211,30 @@ WITH input AS (
 )
 SELECT resource_key, key, res_type, res_id FROM v
 """
-# PostgreSQL update of a locked resource: point it at the new version, drop the old version's
-# index rows (_PG_REPLACE only) and insert the version, as one statement.
+# PostgreSQL, one new resource: its resource row, its version and its index rows (CTEs that
+# read the new key from ``r``) in one statement, prepared per set of index tables.
+_PG_CREATE_ONE = (
+    "r AS (INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated) "
+    "VALUES (%(t)s::varchar, %(i)s::varchar, 1, false, %(lu)s::bigint) RETURNING key, res_type)"
+)
+_PG_CREATE_VERSION = (
+    "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
+    "method, deleted, data) SELECT r.key, r.res_type, %(i)s::varchar, 1, %(lu)s::bigint, "
+    "%(m)s::varchar, false, %(d)s::bytea FROM r RETURNING resource_key, key"
+)
+# PostgreSQL update or delete of a locked resource: point it at the new version, drop the old
+# version's index rows (when there was one), insert the new version and its index rows (CTEs
+# that read the owner from ``s``), as one statement.
 _PG_SET_CURRENT = (
-    "s AS (UPDATE resource SET version_id = %(version_id)s, deleted = false, "
-    "last_updated = %(last_updated)s WHERE key = %(resource_key)s)"
+    "s AS (UPDATE resource SET version_id = %(version_id)s, deleted = %(deleted)s, "
+    "last_updated = %(last_updated)s WHERE key = %(resource_key)s RETURNING key, res_type)"
 )
 _PG_ADD_VERSION = (
     "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
     "method, deleted, data) VALUES (%(resource_key)s, %(res_type)s, %(res_id)s, %(version_id)s, "
     "%(last_updated)s, %(method)s, %(deleted)s, %(data)s) RETURNING key"
 )
-_PG_FIRST = f"WITH {_PG_SET_CURRENT} {_PG_ADD_VERSION}"
-_PG_REPLACE = f"WITH {_PG_SET_CURRENT}, {pg_drop_ctes('resource_key')} {_PG_ADD_VERSION}"
+_PG_DROPS = pg_drop_ctes("resource_key")
 # SQLite: keys numbered by the writer (see create_many).
 _SQLITE_MAX_KEY = "SELECT max(key) FROM resource"
 _SQLITE_MAX_VERSION_KEY = "SELECT max(key) FROM resource_version"
@@ -262,6 +285,25 @@ def _driver_sql(stmt_name: str, dialect: Dialect) -> tuple[str, tuple[str, ...]]
     return str(compiled), ()
 
 
+@cache
+def _pg_create_one(names: tuple[str, ...]) -> str:
+    """One new resource with index rows in the tables ``names``."""
+    ctes = ", ".join((_PG_CREATE_ONE, pg_insert_ctes(names, "r")) if names else (_PG_CREATE_ONE,))
+    return f"WITH {ctes} {_PG_CREATE_VERSION}"
+
+
+@cache
+def _pg_new_version(names: tuple[str, ...], replace: bool) -> str:
+    """A new version of a locked resource, its index rows in ``names``; ``replace`` drops the
+    rows of the version before."""
+    ctes = [_PG_SET_CURRENT]
+    if replace:
+        ctes.append(_PG_DROPS)
+    if names:
+        ctes.append(pg_insert_ctes(names, "s"))
+    return f"WITH {', '.join(ctes)} {_PG_ADD_VERSION}"
+
+
 class ResourceRepository:
     """Storage primitives over one database connection (one unit of work)."""
 
@@ -280,11 +322,15 @@ class ResourceRepository:
         row = self._hot("read_version", {"t": res_type, "i": res_id, "v": version_id})
         return _stored(row) if row else None
 
-    def _exec(self, name: str, params: dict[str, Any]) -> CursorResult[Any]:
-        """Run a hot statement as precompiled driver SQL (skips per-call statement processing)."""
+    def _exec(self, name: str, params: dict[str, Any]) -> Sequence[Any] | None:
+        """Run a hot statement as precompiled driver SQL; its first row, if any.
+
+        A lookup by unique key or a single-row write plans the same whatever the values, so
+        PostgreSQL keeps it prepared.
+        """
         sql, order = _driver_sql(name, self.conn.dialect)
         args: Any = tuple(params[k] for k in order) if order else params
-        return self.conn.exec_driver_sql(sql, args)
+        return fetch_one(self.conn, sql, args, prepare=True)
 
     def _hot(self, name: str, params: dict[str, Any]) -> Sequence[Any] | None:
         """A hot version read on the raw driver cursor, normalised across drivers.
@@ -292,14 +338,7 @@ class ResourceRepository:
         Reads are the most frequent request; skipping SQLAlchemy's result machinery here
         halves their cost on SQLite.
         """
-        sql, order = _driver_sql(name, self.conn.dialect)
-        args: Any = tuple(params[k] for k in order) if order else params
-        cursor = self.conn.connection.cursor()
-        try:
-            cursor.execute(sql, args)
-            row: Sequence[Any] | None = cursor.fetchone()
-        finally:
-            cursor.close()
+        row = self._exec(name, params)
         if row is None:
             return None
         # SQLite hands back 0/1 for booleans; PostgreSQL may hand back a memoryview for BYTEA.
@@ -330,14 +369,18 @@ class ResourceRepository:
             rows.append((res_type, res_id, now, stamp(body, res_id, 1, now)))
         if not rows:
             return []
+        if self.dialect == "postgresql" and len(rows) == 1:
+            res_type, res_id, now, data = rows[0]
+            body = items[0][2]
+            return [self._create_one_pg(res_type, res_id, now, data, body, method)]
         if self.dialect == "postgresql":
             keys = self._insert_new_pg(rows, method)
         elif len(rows) == 1:
             res_type, res_id, now, data = rows[0]
             values = _resource_values(res_type, res_id, now)
-            key = int(self._exec("insert_resource", values).scalar_one())
+            key = _first_int(self._exec("insert_resource", values))
             values = _version_values(key, res_type, res_id, now, method, data)
-            keys = [(key, int(self._exec("insert_version", values).scalar_one()))]
+            keys = [(key, _first_int(self._exec("insert_version", values)))]
         else:
             keys = self._insert_new_sqlite(rows, method)
         out: list[StoredVersion] = []
@@ -348,14 +391,24 @@ class ResourceRepository:
             out.append(StoredVersion(vkey, res_type, res_id, 1, now, method, False, data))
         return out
 
+    def _create_one_pg(
+        self, res_type: str, res_id: str, now: int, data: bytes, body: dict[str, Any], method: str
+    ) -> StoredVersion:
+        """PostgreSQL: resource, version and index rows in one prepared statement."""
+        names, params = pg_row_arrays(extract(res_type, body))
+        params.update({"t": res_type, "i": res_id, "lu": now, "m": method, "d": data})
+        row = fetch_one(self.conn, _pg_create_one(names), params, prepare=True)
+        assert row is not None
+        return StoredVersion(int(row[1]), res_type, res_id, 1, now, method, False, data)
+
     def _insert_new_pg(
         self, rows: list[tuple[str, str, int, bytes]], method: str
     ) -> list[tuple[int, int]]:
         types, ids, times, datas = (list(c) for c in zip(*rows, strict=True))
         params = {"t": types, "i": ids, "lu": times, "d": datas, "m": method}
+        # Not prepared: joining the returned keys back plans best knowing how many rows come.
         found = {
-            (t, i): (int(k), int(vk))
-            for k, vk, t, i in self.conn.exec_driver_sql(_PG_INSERT_NEW, params).all()
+            (t, i): (int(k), int(vk)) for k, vk, t, i in fetch(self.conn, _PG_INSERT_NEW, params)
         }
         return [found[t, i] for t, i, _, _ in rows]
 
@@ -415,14 +468,14 @@ class ResourceRepository:
         body: dict[str, Any],
         current: int,
     ) -> StoredVersion:
-        """PostgreSQL: the new current version, old index rows dropped, in one round trip."""
+        """PostgreSQL: the new current version, old index rows replaced, in one round trip."""
         data = stamp(body, res_id, version_id, now)
-        params = _version_values(key, res_type, res_id, now, method, data, version_id)
+        names, params = pg_row_arrays(extract(res_type, body))
+        params.update(_version_values(key, res_type, res_id, now, method, data, version_id))
         if current:
             forget_queued(self.conn, key)
-        sql = _PG_REPLACE if current else _PG_FIRST
-        vkey = int(self.conn.exec_driver_sql(sql, params).scalar_one())
-        queue_index_rows(self.conn, key, res_type, extract(res_type, body))
+        sql = _pg_new_version(names, bool(current))
+        vkey = _first_int(fetch_one(self.conn, sql, params, prepare=True))
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def delete(
@@ -441,10 +494,15 @@ class ResourceRepository:
             return None
         version_id = current + 1
         now = max(now_micros(), last + 1)
-        self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
-        drop_index_rows(self.conn, key)
         values = _version_values(key, res_type, res_id, now, "DELETE", None, version_id)
-        vkey = self._exec("insert_version", values).scalar_one()
+        if self.dialect == "postgresql":
+            forget_queued(self.conn, key)
+            sql = _pg_new_version((), replace=True)
+            vkey = _first_int(fetch_one(self.conn, sql, values, prepare=True))
+        else:
+            self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
+            drop_index_rows(self.conn, key)
+            vkey = _first_int(self._exec("insert_version", values))
         return StoredVersion(vkey, res_type, res_id, version_id, now, "DELETE", True, None)
 
     def _add_version(
@@ -459,12 +517,12 @@ class ResourceRepository:
     ) -> StoredVersion:
         data = stamp(body, res_id, version_id, now)
         values = _version_values(key, res_type, res_id, now, method, data, version_id)
-        vkey = self._exec("insert_version", values).scalar_one()
+        vkey = _first_int(self._exec("insert_version", values))
         queue_index_rows(self.conn, key, res_type, extract(res_type, body))
         return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
-        row: Sequence[Any] | None = self._exec("lock", {"t": res_type, "i": res_id}).first()
+        row = self._exec("lock", {"t": res_type, "i": res_id})
         return (int(row[0]), int(row[1]), bool(row[2]), int(row[3])) if row else None
 
     def _lock_or_insert(self, res_type: str, res_id: str) -> tuple[int, int, bool, int]:
@@ -477,7 +535,7 @@ class ResourceRepository:
         if locked is not None:
             return locked
         claim = "claim_pg" if self.dialect == "postgresql" else "claim_sqlite"
-        row = self._exec(claim, {"t": res_type, "i": res_id}).first()
+        row = self._exec(claim, {"t": res_type, "i": res_id})
         if row is not None:  # inserted by this transaction, so no one else can hold it
             return int(row[0]), 0, False, 0
         locked = self._lock(res_type, res_id)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from dhr.config import Settings
-from dhr.demo import CREDENTIALS, load_demo
+from dhr.demo import load_demo
 from dhr.demo_data import NHS_NUMBER, ODS_CODE, demo_resources
 from tests.conftest import LiveServer, make_settings
 
@@ -78,8 +78,7 @@ def test_demo_loads_coherently_and_is_readable(
     message = load_demo(settings, engine)
     resources = demo_resources()
     assert f"{len(resources)} created" in message
-    assert CREDENTIALS in message
-    assert f"curl {settings.fhir_base}/Patient/" in message
+    assert f"curl {settings.fhir_base}/metadata" in message
     for resource in resources:
         response = client.get(f"{resource['resourceType']}/{resource['id']}")
         assert response.status_code == 200, response.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import dhr.store.audit_models  # registers the audit tables
 import dhr.store.auth_models  # noqa: F401 - registers the authorisation tables
 from dhr.store.models import Base
 

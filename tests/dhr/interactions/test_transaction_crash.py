@@ -4,7 +4,8 @@ https://hl7.org/fhir/R4/http.html#transaction: "either all of the actions succee
 The server runs as a separate process (``python -m dhr serve``) on the test database; a large
 transaction is posted from a thread and the process is killed with SIGKILL while it works. After
 a restart the store holds either every resource of that transaction or none, and a transaction
-acknowledged before the kill is all there.
+acknowledged before the kill is all there. Requests carry a ``system/*.cruds`` bearer token
+signed with the database's key for the process's own base URL (its token audience).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from dhr.auth.service import AuthServer
+from dhr.config import Settings
+from tests.helpers import bearer
+
 ROOT = Path(__file__).resolve().parents[3]
 BIG = 5000
 
@@ -39,9 +44,14 @@ def _free_port() -> int:
 class ServerProcess:
     """``python -m dhr serve`` on a port of its own, against the test database."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, engine: Engine) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
+        settings = Settings(database_url=database_url, base_url=self.base, data_dir=data_dir)
+        token, _ = AuthServer(settings, engine).issue_access_token(
+            subject="test-crash", client_id="test-crash", scope="system/*.cruds", lifetime=900
+        )
+        self.headers = bearer(token)
         env = dict(os.environ)
         env.update(
             {
@@ -172,16 +182,23 @@ def test_a_transaction_is_all_or_nothing_when_the_server_is_killed_mid_way(
     run = uuid.uuid4().hex[:12]
     acked_prefix = f"ack{run}"
     big_prefix = f"big{run}"
-    server = ServerProcess(database_url, tmp_path)
+    server = ServerProcess(database_url, tmp_path, engine)
     outcome: dict[str, Any] = {}
     try:
-        acked = httpx.post(server.base, json=transaction(acked_prefix, 40), timeout=60)
+        acked = httpx.post(
+            server.base, json=transaction(acked_prefix, 40), headers=server.headers, timeout=60
+        )
         assert acked.status_code == 200, acked.text
         acked_ids = [e["resource"]["id"] for e in acked.json()["entry"]]
 
         def send() -> None:
             try:
-                response = httpx.post(server.base, json=transaction(big_prefix, BIG), timeout=60)
+                response = httpx.post(
+                    server.base,
+                    json=transaction(big_prefix, BIG),
+                    headers=server.headers,
+                    timeout=60,
+                )
                 outcome["status"] = response.status_code
             except httpx.TransportError as exc:
                 outcome["error"] = exc
@@ -206,13 +223,19 @@ def test_a_transaction_is_all_or_nothing_when_the_server_is_killed_mid_way(
     assert big_count == 0, "the interrupted transaction left rows behind"
     assert stored_count(engine, acked_prefix) == 40
 
-    restarted = ServerProcess(database_url, tmp_path)
+    restarted = ServerProcess(database_url, tmp_path, engine)
     try:
         for rid, entry in zip(acked_ids, acked.json()["entry"], strict=True):
             res_type = entry["resource"]["resourceType"]
-            assert httpx.get(f"{restarted.base}/{res_type}/{rid}", timeout=10).status_code == 200
+            url = f"{restarted.base}/{res_type}/{rid}"
+            assert httpx.get(url, headers=restarted.headers, timeout=10).status_code == 200
         # The restarted server writes: no lock of the killed process survives it.
-        again = httpx.post(restarted.base, json=transaction(f"again{run}", 10), timeout=60)
+        again = httpx.post(
+            restarted.base,
+            json=transaction(f"again{run}", 10),
+            headers=restarted.headers,
+            timeout=60,
+        )
         assert again.status_code == 200, again.text
         assert stored_count(engine, f"again{run}") == 10
     finally:

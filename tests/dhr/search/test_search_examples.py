@@ -36,6 +36,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
+from dhr.access.system import cli_principal
 from dhr.api.dispatch import Services, handle
 from dhr.api.message import FhirRequest
 from dhr.config import Settings
@@ -65,6 +66,7 @@ MAX_BYTES = 64 * 1024  # larger files (definition Bundles, big profiles) take mo
 PER_PARAMETER = 2  # triples per (type, parameter), from different resources
 JSON_HEADERS = {"content-type": "application/fhir+json", "prefer": "return=minimal"}
 SEARCH_HEADERS = {"prefer": "handling=strict"}
+SYSTEM = cli_principal("tests")  # a system principal (system/*.cruds), as the CLI loader runs
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 pytestmark = [
@@ -209,7 +211,7 @@ def found_ids(services: Services, rtype: str, pairs: list[tuple[str, str]]) -> t
     req = FhirRequest("GET", rtype, query=query, headers=SEARCH_HEADERS)
     ids: set[str] = set()
     while True:
-        resp = handle(services, req)
+        resp = handle(services, req, SYSTEM)
         body = resp.body_json() or {}
         if resp.status != 200:
             return resp.status, {str(body)[:300]}
@@ -236,7 +238,7 @@ def test_examples_are_found_by_their_own_index_values(
         for doc in examples():
             path = f"{doc['resourceType']}/{doc['id']}"
             req = FhirRequest("PUT", path, headers=JSON_HEADERS, body=orjson.dumps(doc))
-            resp = handle(services, req)
+            resp = handle(services, req, SYSTEM)
             if resp.status < 300:
                 loaded.append(doc)
             else:

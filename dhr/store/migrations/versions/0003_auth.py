@@ -1,4 +1,5 @@
-"""authorisation server tables: keys, clients, users, codes, launches, tokens, sessions
+"""authorisation server tables: keys, clients, users, codes, launches, tokens, sessions,
+federated sign-ins in progress
 
 See ``dhr/store/auth_models.py`` (SMART App Launch 2.2, https://hl7.org/fhir/smart-app-launch/).
 
@@ -51,15 +52,28 @@ def upgrade() -> None:
         sa.Column("patient", sa.String(length=64), nullable=True),
         sa.Column("encounter", sa.String(length=64), nullable=True),
         sa.Column("nonce", sa.String(length=255), nullable=True),
+        sa.Column("session_hash", sa.String(length=64), nullable=True),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.Column("used", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("code_hash", name=op.f("pk_auth_code")),
+    )
+    op.create_table(
+        "auth_federation_state",
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=64), nullable=False),
+        sa.Column("browser_hash", sa.String(length=64), nullable=False),
+        sa.Column("nonce_hash", sa.String(length=64), nullable=False),
+        sa.Column("code_verifier", sa.String(length=128), nullable=False),
+        sa.Column("next_url", sa.Text(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("state_hash", name=op.f("pk_auth_federation_state")),
     )
     op.create_table(
         "auth_launch",
         sa.Column("launch_id", sa.String(length=64), nullable=False),
         sa.Column("patient", sa.String(length=64), nullable=True),
         sa.Column("encounter", sa.String(length=64), nullable=True),
+        sa.Column("client_id", sa.String(length=128), nullable=True),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("launch_id", name=op.f("pk_auth_launch")),
@@ -130,6 +144,7 @@ def downgrade() -> None:
     op.drop_table("auth_revoked_token")
     op.drop_table("auth_refresh_token")
     op.drop_table("auth_launch")
+    op.drop_table("auth_federation_state")
     op.drop_table("auth_code")
     op.drop_table("auth_client")
     op.drop_table("auth_assertion_jti")
