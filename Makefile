@@ -29,9 +29,11 @@ dockerlint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 test-sqlite: $(STAMP)
+	@scripts/ensure-chromium
 	DHR_TEST_DATABASE_URL= $(BIN)/pytest $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
+	@scripts/ensure-chromium
 	@if scripts/ensure-postgres "$(PG_URL)"; then \
 		DHR_TEST_DATABASE_URL="$(PG_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
 	else \
