@@ -53,6 +53,7 @@ def register_app(
     scopes: str = APP_SCOPES,
     redirect_uris: tuple[str, ...] = (REDIRECT,),
     launch_uri: str | None = None,
+    origins: tuple[str, ...] = (),
 ) -> Client:
     """A public SMART app with a unique client id."""
     client, _secret = register_client(
@@ -63,6 +64,7 @@ def register_app(
         redirect_uris=redirect_uris,
         scopes=scopes,
         launch_uri=launch_uri,
+        origins=origins,
     )
     return client
 
