@@ -156,6 +156,7 @@ class FakeIdP:
         self.tamper_signature = False
         self.authorize_error: str | None = None
         self.userinfo_sub: str | None = None  # answer UserInfo about someone else
+        self.discovery_changes: dict[str, Any] = {}  # e.g. another issuer, other algorithms
 
     def register(self, client_id: str, secret: str, redirect_uri: str, auth_method: str) -> None:
         self.clients[client_id] = _Client(secret, (redirect_uri,), auth_method)
@@ -197,6 +198,7 @@ class FakeIdP:
                     "client_secret_post",
                 ],
                 "code_challenge_methods_supported": ["S256"],
+                **self.discovery_changes,
             }
         )
 
@@ -278,6 +280,13 @@ class FakeIdP:
         }
         return JSONResponse(body, headers={"cache-control": "no-store"})
 
+    def sign(self, claims: dict[str, Any]) -> str:
+        """``claims`` signed with the provider's current key (for tests that build tokens)."""
+        header = {"alg": self.alg, "kid": self.key.kid, "typ": "JWT"}
+        return jws.serialize_compact(
+            header, json.dumps(claims).encode(), self.key, algorithms=[self.alg]
+        )
+
     def _id_token(self, client_id: str, grant: _Grant) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -297,10 +306,7 @@ class FakeIdP:
                 claims.pop(name, None)
             else:
                 claims[name] = value
-        header = {"alg": self.alg, "kid": self.key.kid, "typ": "JWT"}
-        token = jws.serialize_compact(
-            header, json.dumps(claims).encode(), self.key, algorithms=[self.alg]
-        )
+        token = self.sign(claims)
         if self.tamper_signature:
             head, payload, signature = token.split(".")
             raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))

@@ -14,14 +14,13 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from dhr.auth import federation_provider as fp
 from dhr.auth import users
 from dhr.config import Settings
 from tests.conftest import LiveServer, make_settings
@@ -263,62 +262,56 @@ def refused(
     return answer
 
 
-def test_a_patient_whose_nhs_number_dhr_does_not_hold_is_refused(
-    fed: LiveServer, engine: Engine, nhs_idp: fake_idp.FakeIdP
-) -> None:
-    flow.store_patient(engine, "Smith", "Jane", nhs_number="9000000009")
-    nhs_idp.identity = fake_idp.nhs_login_user(NHS_NUMBER)
-    with flow.browser(fed) as http:
-        refused(http, fed, "NHS login (test)", 403, "DHR holds no record with your NHS number")
-    assert users.get_user(engine, f"nhslogin:{nhs_idp.identity.sub}") is None
-
-
-def test_two_patients_with_the_same_nhs_number_are_never_guessed_between(
-    fed: LiveServer, engine: Engine, nhs_idp: fake_idp.FakeIdP
-) -> None:
-    flow.store_patient(engine, "Smith", "Jane", nhs_number=NHS_NUMBER)
-    flow.store_patient(engine, "Smith", "Janet", nhs_number=NHS_NUMBER)
-    nhs_idp.identity = fake_idp.nhs_login_user(NHS_NUMBER)
-    with flow.browser(fed) as http:
-        refused(http, fed, "NHS login (test)", 403, "more than one record")
+CIS2, NHS_LOGIN = "NHS CIS2 (test)", "NHS login (test)"
+NO_ROLE = [("S8000:G8000:R9999", "A81001")]  # a national RBAC role DHR does not know
+NO_ORG = [("S0080:G0450:R8000", "not an ODS code")]
 
 
 @pytest.mark.parametrize(
-    ("identity", "text"),
+    ("display", "stored", "identity", "text"),
     [
-        (fake_idp.nhs_login_user(NHS_NUMBER, proofing="P5"), "verified to level P9"),
-        (fake_idp.nhs_login_user("9434765918"), "gave no valid NHS number"),
+        (NHS_LOGIN, ["9000000009"], fake_idp.nhs_login_user(NHS_NUMBER), "holds no record"),
+        (NHS_LOGIN, [NHS_NUMBER] * 2, fake_idp.nhs_login_user(NHS_NUMBER), "more than one"),
+        (NHS_LOGIN, [NHS_NUMBER], fake_idp.nhs_login_user(NHS_NUMBER, "P5"), "to level P9"),
+        (NHS_LOGIN, [NHS_NUMBER], fake_idp.nhs_login_user("9434765918"), "no valid NHS number"),
+        (CIS2, ["555000999999"], fake_idp.cis2_user("501"), "no practitioner record with your"),
+        (CIS2, ["502"] * 2, fake_idp.cis2_user("502"), "more than one practitioner record"),
+        (CIS2, ["503"], fake_idp.cis2_user("503", roles=NO_ROLE), "None of your national RBAC"),
+        (CIS2, ["504"], fake_idp.cis2_user("504", roles=NO_ORG), "not held at an organisation"),
+    ],
+    ids=[
+        "unknown-nhs-number",
+        "two-patients",
+        "proofing-p5",
+        "invalid-nhs-number",
+        "unknown-practitioner",
+        "two-practitioners",
+        "no-known-role",
+        "no-organisation",
     ],
 )
-def test_a_patient_needs_a_valid_nhs_number_proven_to_p9(
+def test_an_identity_dhr_cannot_match_exactly_is_refused(
     fed: LiveServer,
     engine: Engine,
+    cis2_idp: fake_idp.FakeIdP,
     nhs_idp: fake_idp.FakeIdP,
+    display: str,
+    stored: list[str],
     identity: fake_idp.Identity,
     text: str,
 ) -> None:
-    flow.store_patient(engine, "Smith", "Jane", nhs_number=NHS_NUMBER)
-    nhs_idp.identity = identity
+    """Never a guess: no match, several matches or an unproven identity opens nothing."""
+    idp = cis2_idp if display == CIS2 else nhs_idp
+    for value in stored:
+        if display == CIS2:
+            store_practitioner(engine, value)
+        else:
+            flow.store_patient(engine, "Smith", "Jane", nhs_number=value)
+    idp.identity = identity
     with flow.browser(fed) as http:
-        refused(http, fed, "NHS login (test)", 403, text)
-
-
-def test_a_practitioner_dhr_does_not_know_is_refused(
-    fed: LiveServer, engine: Engine, cis2_idp: fake_idp.FakeIdP
-) -> None:
-    store_practitioner(engine, "555000999999")
-    cis2_idp.identity = fake_idp.cis2_user("555000111222")
-    with flow.browser(fed) as http:
-        refused(http, fed, "NHS CIS2 (test)", 403, "no practitioner record with your SDS user id")
-
-
-def test_staff_without_a_role_dhr_knows_are_refused(
-    fed: LiveServer, engine: Engine, cis2_idp: fake_idp.FakeIdP
-) -> None:
-    store_practitioner(engine, "555000111222")
-    cis2_idp.identity = fake_idp.cis2_user("555000111222", roles=[("S8000:G8000:R9999", "A81001")])
-    with flow.browser(fed) as http:
-        refused(http, fed, "NHS CIS2 (test)", 403, "None of your national RBAC roles")
+        refused(http, fed, display, 403, text)
+    prefix = "cis2" if display == CIS2 else "nhslogin"
+    assert users.get_user(engine, f"{prefix}:{identity.sub}") is None
 
 
 def sign_in_staff(server: LiveServer) -> httpx.Response:
@@ -433,6 +426,20 @@ def test_a_state_is_used_once_and_only_in_the_browser_that_started_it(
     assert forged.status_code == 400
 
 
+def test_an_answer_naming_another_issuer_is_refused(
+    fed: LiveServer, engine: Engine, cis2_idp: fake_idp.FakeIdP
+) -> None:
+    """RFC 9207: the ``iss`` of the authorisation response must be the provider's (mix-up)."""
+    store_practitioner(engine, "555000111222")
+    cis2_idp.identity = fake_idp.cis2_user("555000111222")
+    with flow.browser(fed) as http:
+        callback = to_callback(http, fed, "", "NHS CIS2 (test)")
+        assert f"iss={quote_plus(cis2_idp.issuer)}" in callback
+        answer = http.get(callback.replace(quote_plus(cis2_idp.issuer), "https%3A%2F%2Fevil"))
+    assert answer.status_code == 400
+    assert "another issuer" in answer.text
+
+
 def test_the_provider_refusing_shows_a_page(fed: LiveServer, cis2_idp: fake_idp.FakeIdP) -> None:
     cis2_idp.authorize_error = "access_denied"
     with flow.browser(fed) as http:
@@ -512,23 +519,3 @@ def test_providers_are_configured_as_json_in_the_environment(
     monkeypatch.setenv("DHR_IDENTITY_PROVIDERS", json.dumps([provider, provider]))
     with pytest.raises(ValidationError, match="unique"):
         Settings()
-
-
-def test_claims_map_to_dhr_roles_and_usernames() -> None:
-    roles = {
-        "nhsid_nrbac_roles": [
-            {"person_roleid": "1", "role_code": "S1:G1:R9999", "org_code": "X1"},
-            {"person_roleid": "2", "role_code": "S0080:G0450:R8000", "org_code": "a81001"},
-            {"person_roleid": "3", "role_code": "S1:G1:patient", "org_code": "A81001"},
-        ]
-    }
-    assert fp.staff_role(roles, None) == ("R8000", "A81001")
-    assert fp.staff_role({**roles, "selected_roleid": "3"}, None) == (None, None)
-    assert fp.staff_role({**roles, "selected_roleid": "3"}, "R8003") == ("R8003", "A81001")
-    assert fp.staff_role({}, None) == (None, None)
-    assert fp.username_for("cis2", "555") == "cis2:555"
-    assert fp.username_for("cis2", "x" * 200).startswith("cis2:sha256:")
-    assert fp.valid_nhs_number(NHS_NUMBER)
-    assert not fp.valid_nhs_number("9434765918")
-    assert not fp.valid_nhs_number("943476591")
-    assert not fp.valid_nhs_number("٩٤٣٤٧٦٥٩١٩")  # Arabic-Indic digits are not ASCII
