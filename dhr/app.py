@@ -1,11 +1,18 @@
 """The composition root: ``create_app(settings)`` wires engine, services and routes.
 
 Nothing reads configuration at import time; tests build as many apps as they need.
+
+Audit: the app owns its audit sink (:class:`dhr.audit.sink.DatabaseSink`, or
+:class:`~dhr.audit.sink.NullSink` when ``audit_enabled`` is false) and, while it runs (FastAPI
+lifespan, https://fastapi.tiangolo.com/advanced/events/), the chainer that links new events into
+the tamper-evident chain (:class:`dhr.audit.chain.Chainer`); on shutdown both finish their work.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -15,6 +22,8 @@ from dhr import __version__
 from dhr.api import routes
 from dhr.api.dispatch import Services
 from dhr.api.http import CONTENT_TYPE
+from dhr.audit.chain import Chainer
+from dhr.audit.sink import sink_for
 from dhr.auth import authorize, discovery, introspect, revoke, token_endpoint
 from dhr.auth.cors import CorsMiddleware, OriginRegistry
 from dhr.auth.service import AuthServer
@@ -34,8 +43,33 @@ def create_app(
     engine = engine or db.engine_for(settings)
     if migrate:
         db.upgrade(engine)
-    app = FastAPI(title="DHR FHIR R4 server", version=__version__, docs_url="/docs", redoc_url=None)
-    app.state.services = Services(settings, engine)
+    # The audit writer and the chainer get a pool of their own: they never wait for a
+    # connection behind the requests they audit (nor show up in a request's statements).
+    audit_engine = db.make_engine(engine.url.render_as_string(hide_password=False))
+    sink = sink_for(settings.audit_enabled, audit_engine)
+    chainer = Chainer(audit_engine, settings) if settings.audit_enabled else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if chainer is not None:
+            chainer.start()
+        try:
+            yield
+        finally:
+            sink.close()
+            if chainer is not None:
+                chainer.stop()
+            audit_engine.dispose()
+
+    app = FastAPI(
+        title="DHR FHIR R4 server",
+        version=__version__,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = Services(settings, engine, sink)
+    app.state.chainer = chainer
     app.state.auth = AuthServer(settings, engine)
     app.state.cors_origins = OriginRegistry(engine)
     app.add_middleware(CorsMiddleware, origins=app.state.cors_origins)

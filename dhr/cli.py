@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.add_parser(sub)  # dhr clients add|list|revoke, dhr keys rotate
     user_cli.add_parser(sub)  # dhr users add|list|revoke
     token_cli.add_parser(sub)  # dhr token, dhr keygen (backend clients, by hand)
+    from dhr.audit import cli as audit_cli
+
+    audit_cli.add_parser(sub)  # dhr audit verify|export|chain
     return parser
 
 

@@ -17,6 +17,11 @@ the raw repository privately and offers only operations that apply the principal
   after (the new content must land inside what it may change): **403** otherwise, and the unit of
   work rolls back.
 
+Audit (STYLE.md hop 5, IHE BALP): every resource the repository returns, changes or deletes is
+reported to the request's :class:`dhr.audit.recorder.AuditRecorder`, and so is every resource it
+hides behind a 404 or refuses with a 403, with the real reason (:meth:`AuditRecorder.denied`).
+Conditional-match ids and counts are not reported: they return no content.
+
 Which letter each interaction needs (``r`` for read, vread and instance history; ``s`` for
 search, type and system history and conditional criteria; ``c`` create; ``u`` update, patch and
 update-as-create; ``d`` delete) is worded in :mod:`dhr.access.scope_check`. There is no raw
@@ -34,6 +39,7 @@ from sqlalchemy import Row
 from dhr.access.matcher import matches
 from dhr.access.read_scope import ReadScope, Terms, read_scope
 from dhr.access.scope_check import may
+from dhr.audit.recorder import AuditRecorder
 from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.errors import FhirError
 from dhr.fhir import jsonio
@@ -62,11 +68,33 @@ class HistoryPage:
 class EnforcingRepository:
     """Storage as one principal may see and change it."""
 
-    def __init__(self, store: ResourceRepository, principal: Principal, base: str) -> None:
+    def __init__(
+        self,
+        store: ResourceRepository,
+        principal: Principal,
+        base: str,
+        audit: AuditRecorder | None = None,
+    ) -> None:
         self._store = store
         self.principal = principal
         self.base = base
+        self.audit = audit or AuditRecorder(principal, base, enabled=False)
         self._scopes: dict[str, ReadScope] = {}
+
+    def _seen(self, stored: StoredVersion | None) -> StoredVersion | None:
+        if stored is not None:
+            self.audit.touched_resource(stored.res_type, stored.res_id, stored.data)
+        return stored
+
+    def _hidden(self, stored: StoredVersion, action: str) -> None:
+        self.audit.denied(
+            f"{stored.res_type}/{stored.res_id} exists but is outside what the token may "
+            f"{'read' if action == 'r' else 'change'} (patient compartment or scope "
+            "restrictions); answered as not found",
+            stored.res_type,
+            stored.res_id,
+            stored.data,
+        )
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -124,6 +152,7 @@ class EnforcingRepository:
             return False
         verdict = matches(res_type, {**body, "id": res_id}, terms)
         if verdict is False:
+            self.audit.denied("content outside the granted scopes", res_type, res_id, body)
             raise forbidden(
                 f"The token may not write this {res_type}: its content falls outside the "
                 "granted scopes (patient compartment or scope restrictions)"
@@ -145,7 +174,8 @@ class EnforcingRepository:
         terms = self._terms(res_type, "r")
         stored = self._store.read_current(res_type, res_id)
         if stored is None or self._meets(stored, terms, current=True):
-            return stored
+            return self._seen(stored)
+        self._hidden(stored, "r")
         return None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
@@ -153,10 +183,13 @@ class EnforcingRepository:
         terms = self._terms(res_type, "r")
         stored = self._store.read_version(res_type, res_id, version_id)
         if stored is None or not terms:
-            return stored
+            return self._seen(stored)
         now = self._store.read_current(res_type, res_id)
         current = now is not None and now.version_id == stored.version_id
-        return stored if self._meets(stored, terms, current) else None
+        if self._meets(stored, terms, current):
+            return self._seen(stored)
+        self._hidden(stored, "r")
+        return None
 
     def read_for_change(self, res_type: str, res_id: str, action: str) -> StoredVersion | None:
         """The current version before a change (``u`` patch): 403 when the token may not change
@@ -164,8 +197,9 @@ class EnforcingRepository:
         terms = self._terms(res_type, action)
         stored = self._store.read_current(res_type, res_id)
         if stored is not None and not stored.deleted and not self._meets(stored, terms, True):
+            self._hidden(stored, action)
             raise forbidden(f"The token may not change {res_type}/{res_id}")
-        return stored
+        return self._seen(stored)
 
     # -- searches --------------------------------------------------------------------------
 
@@ -179,7 +213,9 @@ class EnforcingRepository:
     ) -> list[Row[Any]]:
         """One page of a search (``s``), restricted to what the token may see."""
         terms = self._terms(res_type, "s")
-        return self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
+        rows = self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
+        self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
+        return rows
 
     def count(self, res_type: str, criteria: Criteria) -> int:
         terms = self._terms(res_type, "s")
@@ -196,7 +232,9 @@ class EnforcingRepository:
     ) -> tuple[list[Sequence[Any]], bool]:
         """``_include``/``_revinclude`` rows (``r`` on each included type), restricted in SQL."""
         allowances = self._allowances("r")
-        return include.resolve(self._store, includes, matches_, self.base, allowances)
+        rows, truncated = include.resolve(self._store, includes, matches_, self.base, allowances)
+        self.audit.touched_rows(rows)
+        return rows, truncated
 
     def _everything(
         self, patient_id: str | None, types: Sequence[str] | None, since: int | None
@@ -215,7 +253,9 @@ class EnforcingRepository:
     ) -> list[Row[Any]]:
         """A page of ``Patient/$everything`` (``r`` on Patient and on each type it returns):
         ``(key, res_type, res_id, data, member)`` rows."""
-        return self._store.search(self._everything(patient_id, types, since).page(after, limit))
+        rows = self._store.search(self._everything(patient_id, types, since).page(after, limit))
+        self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
+        return rows
 
     def everything_count(
         self, patient_id: str | None, types: Sequence[str] | None, since: int | None
@@ -247,6 +287,8 @@ class EnforcingRepository:
         rows = rows[:count]
         if allowances is not None and not scope.types_only:
             rows = [v for v in rows if self._version_visible(v, scope)]
+        for version in rows:
+            self._seen(version)
         return HistoryPage(rows, rows[-1].key if more and rows else None)
 
     def _version_visible(self, version: StoredVersion, scope: ReadScope) -> bool:
@@ -286,6 +328,8 @@ class EnforcingRepository:
         stored = self._store.create_many(items, method)
         for res_type, ids in later.items():
             self._check_stored(res_type, ids, self._terms(res_type, "c"))
+        for (res_type, res_id, body), _ in zip(items, stored, strict=True):
+            self.audit.touched_resource(res_type, res_id, body)
         return stored
 
     def put(
@@ -304,6 +348,7 @@ class EnforcingRepository:
         stored, created = self._store.put(res_type, res_id, body, if_match, method)
         if after:
             self._check_stored(res_type, [res_id], terms)
+        self.audit.touched_resource(res_type, res_id, body)
         return stored, created
 
     def delete(
@@ -311,5 +356,7 @@ class EnforcingRepository:
     ) -> StoredVersion | None:
         """Delete (``d``): 403 when the stored resource is outside what the token may delete."""
         if self._terms(res_type, "d"):
-            self.read_for_change(res_type, res_id, "d")
+            self.read_for_change(res_type, res_id, "d")  # reports the content to audit
+        elif self.audit.enabled:  # audit names the patient of what is deleted
+            self._seen(self._store.read_current(res_type, res_id))
         return self._store.delete(res_type, res_id, if_match)

@@ -7,14 +7,21 @@ is no default: the HTTP routes pass the bearer token's principal, the CLI its sy
 :func:`dhr.access.system.cli_principal`). SMART: batch and transaction entries "should be
 validated based on the actual requests within them"
 (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html#batches-and-transactions).
+
+Audit (IHE BALP, https://profiles.ihe.net/ITI/BALP/content.html): :func:`handle` gives every
+request an :class:`~dhr.audit.recorder.AuditRecorder` and, at its end, writes one AuditEvent
+per patient touched. A write route's events are inserted in the write's own transaction, before
+it commits; a read's, and any failure's (after the rollback), go through the sink's group commit
+before the response leaves. An audit that cannot be written fails the request closed: 503 and
+nothing else (:class:`~dhr.audit.sink.AuditUnavailable`).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -22,6 +29,17 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from dhr.api.http import negotiate
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
+from dhr.audit import view as audit_view
+from dhr.audit.model import AuditRecord
+from dhr.audit.recorder import (
+    NOT_AUDITED,
+    QUERY_ROUTES,
+    AuditRecorder,
+    interaction,
+    outcome_of,
+    was_audited,
+)
+from dhr.audit.sink import AuditSink, AuditUnavailable, sink_for
 from dhr.config import Settings
 from dhr.context import RequestContext
 from dhr.enforce import EnforcingRepository, Principal
@@ -39,14 +57,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Services:
-    """What the composition root hands to every request."""
+    """What the composition root hands to every request. Without an explicit ``sink`` the
+    settings choose one (the CLI loader and the demo get a database sink of their own)."""
 
     settings: Settings
     engine: Engine
+    sink: AuditSink = field(default=None)  # type: ignore[assignment]  # set in __post_init__
 
-    def context(self, conn: Connection, principal: Principal) -> RequestContext:
-        repo = EnforcingRepository(ResourceRepository(conn), principal, self.settings.fhir_base)
-        return RequestContext(str(uuid.uuid4()), self.settings, repo)
+    def __post_init__(self) -> None:
+        if self.sink is None:
+            object.__setattr__(self, "sink", sink_for(self.settings.audit_enabled, self.engine))
+
+    def recorder(self, principal: Principal) -> AuditRecorder:
+        """A fresh audit recorder for one request of ``principal``."""
+        return AuditRecorder(principal, self.settings.fhir_base, enabled=self.sink.enabled)
+
+    def context(
+        self, conn: Connection, principal: Principal, audit: AuditRecorder | None = None
+    ) -> RequestContext:
+        audit = audit or self.recorder(principal)
+        repo = EnforcingRepository(
+            ResourceRepository(conn), principal, self.settings.fhir_base, audit
+        )
+        return RequestContext(audit.request_id, self.settings, repo, audit)
 
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
@@ -69,6 +102,8 @@ def resolve(req: FhirRequest) -> Route:
     if head.startswith("$") and n == 1:
         return operations.route_system(head[1:], m)
     res_type = check_type(head)
+    if audit_view.handles(seg):  # served from the audit table, read-only (405 for writes)
+        return audit_view.route(req)
     if n == 1:
         table: dict[str, Route] = {
             "POST": Route("create", lambda c, r: create.create(c, r, res_type), True),
@@ -146,20 +181,70 @@ def set_bundle_processor(processor: BundleProcessor) -> None:
 
 
 def handle(services: Services, req: FhirRequest, principal: Principal) -> FhirResponse:
-    """Run one request for ``principal`` in its own unit of work; every failure becomes an
-    OperationOutcome."""
+    """Run one request for ``principal`` in its own unit of work, audited; every failure
+    becomes an OperationOutcome."""
+    recorder = services.recorder(principal)
+    route: Route | None = None
+    failure: FhirError | None = None
     try:
         negotiate(req)
         route = resolve(req)
         if route.bundle:
             return _bundle_processor[0](services, req, principal)
         with unit_of_work(services.engine, route.write, route.single_statement) as conn:
-            response = route.run(services.context(conn, principal), req)
-    except FhirError as exc:
+            response = route.run(services.context(conn, principal, recorder), req)
+            if route.write:  # audited in the write's own transaction
+                services.sink.insert(conn, audit_records(recorder, route.name, req, response))
+                return response
+    except AuditUnavailable as exc:
         return error_response(exc)
+    except FhirError as exc:
+        failure = exc
     except DBAPIError as exc:
-        return error_response(database_error(exc))
+        failure = database_error(exc)
+    if failure is not None:
+        response = error_response(failure)
+        if was_audited(failure):
+            return response
+    if route is not None and route.name in NOT_AUDITED:
+        return response
+    records = audit_records(
+        recorder, route.name if route else None, req, response, failure, audited=route is not None
+    )
+    try:
+        services.sink.write(records)
+    except AuditUnavailable as exc:
+        return error_response(exc)
     return response
+
+
+def audit_records(
+    recorder: AuditRecorder,
+    route: str | None,
+    req: FhirRequest,
+    response: FhirResponse,
+    failure: FhirError | None = None,
+    audited: bool = True,
+) -> list[AuditRecord]:
+    """The AuditEvents of one interaction (route ``route``) that answered ``response``."""
+    subtype, action = interaction(route, req.method)
+    if subtype == "update" and response.status == 201:
+        action = "C"  # an update that created the resource
+    query = _query(req) if route in QUERY_ROUTES or (not audited and req.query) else None
+    desc = failure.diagnostics if failure is not None else None
+    return recorder.events(
+        subtype, action, outcome_of(response.status), outcome_desc=desc, query=query
+    )
+
+
+def _query(req: FhirRequest) -> str:
+    """The query string of a search, a ``POST _search`` form body's parameters included."""
+    pairs = list(req.query)
+    ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+    if req.method == "POST" and req.body and ctype == "application/x-www-form-urlencoded":
+        body = req.body.decode("utf-8", "replace")
+        return "&".join(p for p in (urlencode(pairs), body) if p)
+    return urlencode(pairs)
 
 
 def run_in(ctx: RequestContext, req: FhirRequest) -> FhirResponse:

@@ -9,13 +9,22 @@ discovery) carries a bearer access token (RFC 6750, https://www.rfc-editor.org/r
 a missing, malformed, expired or revoked token is a 401 with an OperationOutcome (issue type
 ``login``) and the ``WWW-Authenticate`` challenge, checked before the body is read. With
 ``auth_enabled = false`` (benchmark baselines only) requests run as the open principal.
+
+A failed authentication is audited (IHE BALP; :mod:`dhr.audit.events`, subtype
+``authentication-failure``, outcome 4) with an unknown agent and, when the presented token's
+payload can be read (unverified, so only as a hint), its ``client_id``; an audit that cannot be
+written turns the 401 into a 503 (fail closed).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import uuid
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +32,9 @@ from dhr.access.system import ANONYMOUS
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import CONTENT_TYPE, representation
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.audit.events import build_event
+from dhr.audit.recorder import now_micros
+from dhr.audit.sink import AuditUnavailable
 from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.auth.principal import AuthenticationFailed, authenticate
 from dhr.auth.service import AuthServer
@@ -88,6 +100,55 @@ def unauthenticated(exc: AuthenticationFailed) -> FhirResponse:
     return error_response(error)
 
 
+MAX_TOKEN_PAYLOAD = 8192
+
+
+def presented_client_id(header: str | None) -> str | None:
+    """The ``client_id`` claim of a bearer JWT's payload, read WITHOUT verifying it (a hint for
+    the audit of a refused token only); None when there is none or it looks odd."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    parts = token.strip().split(".")
+    if scheme.lower() != "bearer" or len(parts) != 3 or len(parts[1]) > MAX_TOKEN_PAYLOAD:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = orjson.loads(payload)
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        return None
+    found = claims.get("client_id") if isinstance(claims, dict) else None
+    if isinstance(found, str) and 0 < len(found) <= 128 and found.isprintable():
+        return found
+    return None
+
+
+def refused(svc: Services, exc: AuthenticationFailed, header: str | None) -> FhirResponse:
+    """The 401 of a failed authentication, audited first (503 when the audit fails)."""
+    if not svc.sink.enabled:
+        return unauthenticated(exc)
+    who = Principal(subject="unknown", client_id=presented_client_id(header))
+    record = build_event(
+        event_id=str(uuid.uuid4()),
+        recorded=now_micros(),
+        subtype="authentication-failure",
+        action="E",
+        outcome="4",
+        principal=who,
+        request_id=str(uuid.uuid4()),
+        patient=None,
+        entities=(),
+        query=None,
+        outcome_desc=f"Authentication failed: {exc}",
+        purpose=None,
+        break_glass=False,
+        server=svc.settings.fhir_base,
+    )
+    try:
+        svc.sink.write([record])
+    except AuditUnavailable as unavailable:
+        return error_response(unavailable)
+    return unauthenticated(exc)
+
+
 def _serve(
     svc: Services, auth: AuthServer | None, header: str | None, req: FhirRequest
 ) -> FhirResponse:
@@ -99,7 +160,7 @@ def _serve(
         try:
             principal = authenticate(auth, header)
         except AuthenticationFailed as exc:
-            return unauthenticated(exc)
+            return refused(svc, exc, header)
     return handle(svc, req, principal)
 
 
@@ -116,10 +177,11 @@ async def fhir_endpoint(
         auth = request.app.state.auth
     bodiless = request.method in ("GET", "HEAD", "DELETE") and not headers.get("content-length")
     if auth is not None and not bodiless:  # refuse a stranger before reading a large body
+        header = headers.get("authorization")
         try:
-            await run_in_threadpool(authenticate, auth, headers.get("authorization"))
+            await run_in_threadpool(authenticate, auth, header)
         except AuthenticationFailed as exc:
-            return to_http(req, unauthenticated(exc))
+            return to_http(req, await run_in_threadpool(refused, svc, exc, header))
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
     except FhirError as exc:

@@ -9,6 +9,11 @@ requests within them"): a forbidden entry fails alone in a batch and fails a who
 A transaction is all or nothing (:mod:`.bundle_transaction`). Both answer 200 with a
 ``batch-response`` / ``transaction-response`` Bundle whose entries follow the request's order.
 A malformed Bundle is a 4xx OperationOutcome and nothing runs.
+
+Audit (IHE BALP): each batch entry is its own interaction with its own AuditEvents (through
+:func:`~dhr.api.dispatch.handle`); an entry refused before it runs (malformed) is audited with
+its failure. A transaction's entries are audited inside the transaction
+(:mod:`.bundle_transaction`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 from dhr.api.dispatch import Services, handle, set_bundle_processor
 from dhr.api.http import check_body_type
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.audit.recorder import interaction, outcome_of
+from dhr.audit.sink import AuditUnavailable
 from dhr.auth.model import Principal
 from dhr.errors import FhirError, bad_request
 from dhr.fhir import jsonio
@@ -112,8 +119,24 @@ def _batch_entry(
         entry = parse_entry(raw, index, base, prefer)
         _refuse_nested(entry)
     except FhirError as exc:
-        return error_entry(exc)
+        return _refused_entry(services, principal, raw, exc)
     return response_entry(handle(services, entry.request(), principal), entry.method)
+
+
+def _refused_entry(
+    services: Services, principal: Principal, raw: Any, exc: FhirError
+) -> dict[str, Any]:
+    """An entry refused before it ran: audited with its failure, then answered."""
+    request = raw.get("request") if isinstance(raw, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    subtype, action = interaction(None, method if isinstance(method, str) else "")
+    recorder = services.recorder(principal)
+    records = recorder.events(subtype, action, outcome_of(exc.status), outcome_desc=exc.diagnostics)
+    try:
+        services.sink.write(records)
+    except AuditUnavailable as unavailable:
+        return error_entry(unavailable)
+    return error_entry(exc)
 
 
 set_bundle_processor(process_bundle)

@@ -6,17 +6,31 @@ failing entry aborts the whole transaction, which rolls back, and the client get
 status with an OperationOutcome naming ``Bundle.entry[n]``. Nothing commits before the end, so a
 process that dies half-way leaves nothing behind either. The response lists one entry per
 request entry, in request order.
+
+Audit (IHE BALP): every entry is its own interaction with its own AuditEvents (one per patient
+it touched), inserted in the transaction itself, before it commits. When the transaction rolls
+back, its failure is audited instead (outcome 4 or 8, naming every patient its entries had
+touched) through the sink, and a failure to audit that turns the answer into a 503.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.exc import DBAPIError
 
-from dhr.api.dispatch import Services, database_error, run_in
+from dhr.api.dispatch import Services, database_error, resolve, run_in
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.audit.model import AuditRecord
+from dhr.audit.recorder import (
+    QUERY_ROUTES,
+    AuditRecorder,
+    interaction,
+    mark_audited,
+    outcome_of,
+)
 from dhr.auth.model import Principal
 from dhr.context import RequestContext
 from dhr.errors import FhirError, bad_request, conflict
@@ -38,14 +52,53 @@ def run_transaction(
     """Run ``entries`` atomically as ``principal`` and return the ``transaction-response``
     Bundle; every entry is enforced on its own, and a forbidden one fails the whole."""
     write = any(e.method not in ("GET", "HEAD") for e in entries)
-    with unit_of_work(services.engine, write=write) as session:
-        results = _Transaction(services.context(session, principal), entries).run()
+    recorder = services.recorder(principal)
+    try:
+        with unit_of_work(services.engine, write=write) as session:
+            results = _Transaction(services.context(session, principal, recorder), entries).run()
+            if write:
+                services.sink.insert(session, _entry_events(recorder, entries, results))
+    except FhirError as exc:
+        if exc.status != 503 or exc.message_code != "audit-unavailable":
+            failed = recorder.events(
+                "transaction",
+                "E",
+                outcome_of(exc.status),
+                outcome_desc=exc.diagnostics,
+                all_keys=True,
+            )
+            services.sink.write(failed)  # AuditUnavailable: the client gets 503 instead
+            mark_audited(exc)
+        raise
+    if not write:
+        services.sink.write(_entry_events(recorder, entries, results))
     return {
         "resourceType": "Bundle",
         "id": new_id(),
         "type": "transaction-response",
         "entry": [response_entry(results[e.index], e.method) for e in entries],
     }
+
+
+def _entry_events(
+    recorder: AuditRecorder, entries: list[BundleEntry], results: dict[int, FhirResponse]
+) -> list[AuditRecord]:
+    """Each entry's own AuditEvents (its interaction, outcome and the patients it touched)."""
+    out: list[AuditRecord] = []
+    for entry in entries:
+        req = entry.request()
+        try:
+            route: str | None = resolve(req).name
+        except FhirError:
+            route = None
+        subtype, action = interaction(route, entry.method)
+        response = results[entry.index]
+        if subtype == "update" and response.status == 201:
+            action = "C"
+        query = urlencode(req.query) if route in QUERY_ROUTES else None
+        status = outcome_of(response.status)
+        out += recorder.events(subtype, action, status, query=query, key=entry.index)
+    return out
 
 
 def _failed(entry: BundleEntry, exc: FhirError) -> FhirError:
@@ -98,6 +151,7 @@ class _Transaction:
         return self.results
 
     def _guard(self, entry: BundleEntry, step: Callable[[BundleEntry], None]) -> None:
+        self.ctx.audit.select(entry.index)  # what the step touches is this entry's
         try:
             step(entry)
         except FhirError as exc:
@@ -202,6 +256,7 @@ class _Transaction:
         res_type = check_type(req.segments[0])
         body = load_resource(req, res_type)
         self.ctx.repo.check_create(res_type, self.assigned[entry.index], body)
+        self.ctx.audit.claim(res_type, self.assigned[entry.index], entry.index)
         self.prepared.append((entry, req, res_type, body))
 
     def _store_creates(self) -> None:

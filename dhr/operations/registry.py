@@ -2,7 +2,8 @@
 
 https://hl7.org/fhir/R4/operations.html. An unknown operation answers 404 with an
 OperationOutcome; a known one called with the wrong method answers 405. ``$everything`` exists on
-Patient at type and instance level (https://hl7.org/fhir/R4/patient-operation-everything.html).
+Patient at type and instance level (https://hl7.org/fhir/R4/patient-operation-everything.html);
+``$access-log`` on a Patient instance (who accessed the record, :mod:`dhr.operations.access_log`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.context import RequestContext
 from dhr.errors import FhirError, not_supported
-from dhr.operations import everything
+from dhr.operations import access_log, everything
 from dhr.operations import validate as validate_op
 from dhr.operations.capabilities import capability_statement
 
@@ -55,4 +56,8 @@ def route_instance(res_type: str, res_id: str, name: str, method: str) -> Route:
         return Route(
             "everything", lambda c, r: everything.everything_instance(c, r, res_id), write=False
         )
+    if name == "access-log" and res_type == "Patient":
+        if method != "GET":
+            raise not_supported("$access-log takes GET", 405)
+        return Route("access-log", lambda c, r: access_log.access_log(c, r, res_id), write=False)
     raise _unknown(name, f"on {res_type}/{res_id}")

@@ -1,0 +1,212 @@
+"""The audit sinks: group commit of many requests' events, and failing closed.
+
+ARCHITECTURE.md "Audit": "if it cannot be written, the request fails (fail closed)". The
+database sink's writer takes the events of every waiting request and commits them in one
+transaction; a request whose events cannot be committed (table gone, a bad record, a writer
+stuck behind a lock past the timeout) gets :class:`AuditUnavailable` (503). Each test runs on a
+throwaway database of the engine under test (a temporary SQLite file, or a ``dhr_test_a2_*``
+PostgreSQL database), since some break the audit table on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.engine import make_url
+
+from dhr.audit.events import build_event
+from dhr.audit.model import AuditRecord
+from dhr.audit.sink import AuditUnavailable, DatabaseSink, NullSink, sink_for
+from dhr.auth.model import Principal
+from dhr.store import db
+from tests.conftest import ENV_URL
+
+WHO = Principal(subject="user-1", client_id="app-1")
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A migrated, empty database of the engine under test, removed afterwards."""
+    base = os.environ.get(ENV_URL, "").strip()
+    if not base:
+        with tempfile.TemporaryDirectory(prefix="dhr-a2-") as directory:
+            url = f"sqlite:///{Path(directory) / 'audit.sqlite'}"
+            db.upgrade(db.make_engine(url))
+            yield url
+        return
+    name = f"dhr_test_a2_{uuid.uuid4().hex[:12]}"
+    admin = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(base).set(database=name).render_as_string(hide_password=False)
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with throwaway_database() as url:
+        eng = db.make_engine(url)
+        yield eng
+        eng.dispose()
+
+
+def record(event_id: str | None = None) -> AuditRecord:
+    return build_event(
+        event_id=event_id or str(uuid.uuid4()),
+        recorded=1_764_000_000_000_000,
+        subtype="read",
+        action="R",
+        outcome="0",
+        principal=WHO,
+        request_id=str(uuid.uuid4()),
+        patient="p1",
+        entities=["Patient/p1"],
+        query=None,
+        outcome_desc=None,
+        purpose=None,
+        break_glass=False,
+        server="http://dhr.test/fhir",
+    )
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM audit_event")).scalar_one())
+
+
+@contextmanager
+def audit_locked(engine: Engine) -> Iterator[None]:
+    """Hold a lock that keeps the sink's writer from inserting until the block ends."""
+    with db.unit_of_work(engine, write=True) as conn:  # SQLite: BEGIN IMMEDIATE
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("SELECT count(*) FROM audit_event"))
+        else:
+            conn.execute(text("LOCK TABLE audit_event IN EXCLUSIVE MODE"))
+        yield
+
+
+def commits(engine: Engine) -> list[int]:
+    seen: list[int] = []
+
+    @event.listens_for(engine, "commit")
+    def _count(_conn: Connection) -> None:
+        seen.append(1)
+
+    return seen
+
+
+def write_concurrently(
+    sink: DatabaseSink, engine: Engine, batches: list[list[AuditRecord]]
+) -> list[BaseException | None]:
+    """Each batch written by a thread of its own while the writer is held back, so that they
+    all queue up; returns each thread's error (or None)."""
+    errors: list[BaseException | None] = [None] * len(batches)
+
+    def run(i: int) -> None:
+        try:
+            sink.write(batches[i])
+        except AuditUnavailable as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
+    with audit_locked(engine):
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # every request is queued behind the lock
+    for t in threads:
+        t.join(timeout=30)
+    return errors
+
+
+def test_many_requests_share_one_commit(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    seen = commits(engine)
+    batches = [[record(), record(), record()] for _ in range(40)]
+    try:
+        errors = write_concurrently(sink, engine, batches)
+    finally:
+        sink.close()
+    assert errors == [None] * 40
+    assert count(engine) == 120
+    # Each writer's first batch waited at the lock; everything queued behind it shares a commit
+    # (plus the lock holder's own commit).
+    assert len(seen) <= 2 * sink.writers + 1, f"{len(seen)} commits for 40 requests"
+
+
+def test_one_bad_record_fails_only_its_own_request(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    taken = str(uuid.uuid4())
+    sink.write([record(taken)])
+    batches = [[record()], [record(taken)], [record()]]
+    try:
+        errors = write_concurrently(sink, engine, batches)
+    finally:
+        sink.close()
+    assert [e is not None for e in errors] == [False, True, False]
+    assert count(engine) == 3
+
+
+def test_a_missing_audit_table_fails_closed(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_event RENAME TO audit_event_gone"))
+    try:
+        with pytest.raises(AuditUnavailable) as caught:
+            sink.write([record()])
+        assert caught.value.status == 503
+        with pytest.raises(AuditUnavailable), db.unit_of_work(engine, write=True) as conn:
+            sink.insert(conn, [record()])
+    finally:
+        sink.close()
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE audit_event_gone RENAME TO audit_event"))
+    assert count(engine) == 0
+
+
+def test_a_writer_stuck_past_the_timeout_fails_closed(engine: Engine) -> None:
+    sink = DatabaseSink(engine, timeout=0.3)
+    try:
+        with audit_locked(engine):
+            started = time.monotonic()
+            with pytest.raises(AuditUnavailable, match="in time"):
+                sink.write([record()])
+            assert time.monotonic() - started < 5
+    finally:
+        sink.close()
+
+
+def test_close_drains_and_a_later_write_starts_again(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    sink.write([record()])
+    sink.close()
+    sink.write([record()])
+    sink.close()
+    assert count(engine) == 2
+
+
+def test_the_null_sink_records_nothing(engine: Engine) -> None:
+    sink = sink_for(False, engine)
+    assert isinstance(sink, NullSink)
+    assert not sink.enabled
+    sink.write([record()])
+    with db.unit_of_work(engine, write=True) as conn:
+        sink.insert(conn, [record()])
+    assert count(engine) == 0
+    assert isinstance(sink_for(True, engine), DatabaseSink)
