@@ -62,6 +62,7 @@ INTERACTIONS: dict[str, tuple[str, Action]] = {
     "delete-conditional": ("delete", "D"),
     "everything": ("operation", "E"),
     "validate": ("operation", "E"),
+    "access-log": ("operation", "E"),
     "batch": ("batch", "E"),
     "transaction": ("transaction", "E"),
     "bundle": ("batch", "E"),  # a Bundle refused before its type is known

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, or_, select, update
 
 from dhr.audit.model import AuditRecord
 from dhr.store.audit_models import AuditCheckpointRow, AuditEventRow
@@ -123,12 +123,15 @@ def search_events(
 ) -> list[AuditRow]:
     """Events matching every given filter (``since`` inclusive, ``until`` exclusive, in µs).
 
+    ``agent`` matches the user's subject or the client id of the app that acted.
+
     Pages by ``key``: ascending after ``after_key``, or with ``newest_first`` descending below it.
     """
     stmt = select(*_EVENT_COLUMNS)
+    if agent is not None:  # the user's subject, or the app (client) acting for them
+        stmt = stmt.where(or_(EVENTS.c.agent == agent, EVENTS.c.client_id == agent))
     for column, value in (
         (EVENTS.c.patient, patient),
-        (EVENTS.c.agent, agent),
         (EVENTS.c.action, action),
         (EVENTS.c.outcome, outcome),
         (EVENTS.c.purpose, purpose),

@@ -78,6 +78,8 @@ def test_search_by_agent_subject_or_backend_client(officer: httpx.Client, events
     doctor = events.ids("glass", "denied", "search", "other", "read")
     assert ids(search(officer, f"agent=dr-ann-jones&{IN_2020}")) == doctor
     assert ids(search(officer, f"agent={events.backend}&{IN_2020}")) == events.ids("create")
+    # the app a user acted through is an agent too (BALP: the client agent)
+    assert ids(search(officer, f"agent=ehr-app-7&{IN_2020}")) == doctor
 
 
 def test_search_by_date_prefixes_and_precision(officer: httpx.Client, events: Events) -> None:
