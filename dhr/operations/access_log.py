@@ -17,7 +17,8 @@ denial), and whoever may search the audit (:func:`dhr.audit.view.may_read_audit`
 officers, system clients); anybody else gets 403. ``_count`` and the ``_page`` cursor page it; a
 ``next`` parameter (valueUri) names the following page. Showing the log is itself audited.
 Names are looked up with a directory principal that may read only Practitioner, PractitionerRole,
-Patient and Organization (through the enforcing repository, like any other read).
+Patient and Organization (through the enforcing repository, like any other read), and the
+request's audit names the resources those lookups read.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy import Connection
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.audit import view
+from dhr.audit.recorder import AuditRecorder
 from dhr.auth import roles as rbac
 from dhr.auth.model import Principal, Scope
 from dhr.context import RequestContext
@@ -110,7 +112,7 @@ def access_log(ctx: RequestContext, req: FhirRequest, patient_id: str) -> FhirRe
         )
     more = len(rows) > count
     rows = rows[:count]
-    names = _Names(conn, ctx.base)
+    names = _Names(conn, ctx.base, ctx.audit)
     params: list[dict[str, Any]] = [_access(names, row) for row in rows]
     if more:
         qs = urlencode([("_count", str(count)), ("_page", str(rows[-1].key))], quote_via=quote)
@@ -276,10 +278,11 @@ def _human_name(resource: dict[str, Any]) -> str | None:
 class _Names:
     """Names of people, apps and organisations for one answer (each looked up once)."""
 
-    def __init__(self, conn: Connection, base: str) -> None:
+    def __init__(self, conn: Connection, base: str, audit: AuditRecorder) -> None:
         self.conn = conn
         self.base = base
-        self.directory = EnforcingRepository(ResourceRepository(conn), _DIRECTORY, base)
+        # The names read here are part of this request: the request's recorder audits them.
+        self.directory = EnforcingRepository(ResourceRepository(conn), _DIRECTORY, base, audit)
         self._cache: dict[str, str | None] = {}
 
     def _once(self, key: str, find: Any) -> str | None:

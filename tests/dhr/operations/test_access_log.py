@@ -179,7 +179,8 @@ def test_looking_at_the_log_shows_in_the_log(
         second = accesses(http.get("Patient/p1/$access-log").json())
     assert len(second) == len(first) + 1
     newest = second[0]
-    assert newest["data"] == "records of who accessed your record"
+    # the log itself, and the staff and organisation records its names were read from
+    assert newest["data"] == "records of who accessed your record, practitioners, organizations"
     assert newest["action"] == "looked at"
     assert newest["role"] == "Patient"
     assert newest["purpose"] == "your own request"  # the patient role's purpose of use
