@@ -46,7 +46,7 @@ from dhr.fhir import jsonio
 from dhr.search import include
 from dhr.search.compile import Criteria, count_query, matching_ids, page_query
 from dhr.search.params import Include, SortKey
-from dhr.store import access_store
+from dhr.store import access_store, audit_store, auth_client_store
 from dhr.store.repository import ResourceRepository, StoredVersion
 
 __all__ = ["OPEN_ACCESS", "EnforcingRepository", "HistoryPage", "Principal", "forbidden"]
@@ -97,6 +97,25 @@ class EnforcingRepository:
         )
 
     # -- decisions -------------------------------------------------------------------------
+
+    def for_principal(self, principal: Principal) -> EnforcingRepository:
+        """The same unit of work and audit recorder, enforced for another principal (e.g. the
+        narrow directory principal that looks up names for ``$access-log``)."""
+        return EnforcingRepository(self._store, principal, self.base, self.audit)
+
+    # -- the audit trail (read only; :mod:`dhr.audit.view` decides who may read it) --------
+
+    def audit_event(self, event_id: str) -> audit_store.AuditRow | None:
+        """One audit row of this unit of work's database, or None."""
+        return audit_store.read_event(self._store.conn, event_id)
+
+    def audit_events(self, **filters: Any) -> list[audit_store.AuditRow]:
+        """Audit rows matching ``filters`` (:func:`dhr.store.audit_store.search_events`)."""
+        return audit_store.search_events(self._store.conn, **filters)
+
+    def client_record(self, client_id: str) -> Row[Any] | None:
+        """A registered client (its name and organisation name the app in an access log)."""
+        return auth_client_store.client_row(self._store.conn, client_id)
 
     def require(self, res_type: str, action: str) -> None:
         """403 unless some scope allows ``action`` on ``res_type``."""

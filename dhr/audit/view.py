@@ -35,8 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection
-
 from dhr.access.scope_check import granted
 from dhr.api.message import FhirRequest
 from dhr.api.route import Route
@@ -151,12 +149,6 @@ def require_auditor(ctx: RequestContext, action: str) -> None:
     decision = may_read_audit(ctx.repo.principal, action)
     if decision is not True:
         raise forbidden(decision)
-
-
-def connection(ctx: RequestContext) -> Connection:
-    """The unit of work's connection, for :mod:`dhr.store.audit_store`."""
-    conn: Connection = ctx.repo._store.conn  # private: the repository has no accessor yet
-    return conn
 
 
 def touched(ctx: RequestContext, rows: Sequence[Any]) -> None:

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from dhr.auth import clients
 from dhr.auth.model import ClientKind
+from dhr.cli_support import migrated_engine, print_table
 from dhr.config import Settings
 
 KINDS = {
@@ -28,14 +27,6 @@ KINDS = {
     "confidential-asymmetric": ClientKind.CONFIDENTIAL_ASYMMETRIC,
     "backend": ClientKind.BACKEND,
 }
-
-
-def _engine(settings: Settings) -> Engine:
-    from dhr.store import db
-
-    engine = db.engine_for(settings)
-    db.upgrade(engine)
-    return engine
 
 
 def _read_jwks(path: str) -> dict[str, Any] | None:
@@ -60,7 +51,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     try:
         client, secret = clients.register_client(
-            _engine(settings),
+            migrated_engine(settings),
             client_id=args.client_id,
             name=args.name,
             kind=KINDS[args.kind],
@@ -101,7 +92,7 @@ def _as_dict(client: clients.Client) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    found = clients.list_clients(_engine(settings))
+    found = clients.list_clients(migrated_engine(settings))
     if args.json:
         print(json.dumps([_as_dict(c) for c in found], indent=2))
         return 0
@@ -117,14 +108,12 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         for c in found
     ]
     header = ("CLIENT ID", "KIND", "NAME", "ORG", "ACTIVE", "SCOPES")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    print_table(header, rows)
     return 0
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    if not clients.deactivate_client(_engine(settings), args.client_id):
+    if not clients.deactivate_client(migrated_engine(settings), args.client_id):
         print(f"no client {args.client_id!r}", file=sys.stderr)
         return 1
     print(f"revoked {args.client_id}: it can no longer obtain or refresh tokens")
@@ -134,7 +123,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _rotate(_args: argparse.Namespace, settings: Settings) -> int:
     from dhr.auth.keys import KeyRing
 
-    key = KeyRing(_engine(settings)).rotate()
+    key = KeyRing(migrated_engine(settings)).rotate()
     print(f"new signing key {key.kid}; older keys keep verifying until their grace period ends")
     return 0
 

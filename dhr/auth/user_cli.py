@@ -14,19 +14,10 @@ import json
 import sys
 from typing import Any
 
-from sqlalchemy import Engine
-
 from dhr.auth import users
 from dhr.auth.roles import all_roles
+from dhr.cli_support import migrated_engine, print_table
 from dhr.config import Settings
-
-
-def _engine(settings: Settings) -> Engine:
-    from dhr.store import db
-
-    engine = db.engine_for(settings)
-    db.upgrade(engine)
-    return engine
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -48,7 +39,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         user = users.add_user(
-            _engine(settings),
+            migrated_engine(settings),
             username=args.username,
             password=password,
             role=args.role,
@@ -77,7 +68,7 @@ def _as_dict(user: users.User) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    found = users.list_users(_engine(settings))
+    found = users.list_users(migrated_engine(settings))
     if args.json:
         print(json.dumps([_as_dict(u) for u in found], indent=2))
         return 0
@@ -86,14 +77,12 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         for u in found
     ]
     header = ("USERNAME", "ROLE", "FHIR USER", "ORG", "ACTIVE")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    print_table(header, rows)
     return 0
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    if not users.deactivate_user(_engine(settings), args.username):
+    if not users.deactivate_user(migrated_engine(settings), args.username):
         print(f"no user {args.username!r}", file=sys.stderr)
         return 1
     print(f"revoked {args.username}: the user can no longer sign in; their sessions are ended")

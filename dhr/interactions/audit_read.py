@@ -26,14 +26,13 @@ from dhr.errors import Issue, bad_request, not_found, operation_outcome
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_http_date
 from dhr.interactions.search import search_pairs
-from dhr.store import audit_store
 
 
 def read(ctx: RequestContext, req: FhirRequest, event_id: str) -> FhirResponse:
     """``GET AuditEvent/[id]``: the stored event, or 404."""
     del req
     view.require_auditor(ctx, "r")
-    row = audit_store.read_event(view.connection(ctx), event_id)
+    row = ctx.repo.audit_event(event_id)
     if row is None:
         raise not_found(f"AuditEvent/{event_id} is not known")
     view.touched(ctx, [row])
@@ -50,8 +49,7 @@ def search(ctx: RequestContext, req: FhirRequest, patient: str | None = None) ->
     after = page_cursor(pairs)
     rows: list[Any] = []
     if count > 0 and not query.empty:
-        rows = audit_store.search_events(
-            view.connection(ctx),
+        rows = ctx.repo.audit_events(
             **query.store_filters(),
             limit=count + 1,
             after_key=after,

@@ -29,11 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import Connection
-
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.audit import view
-from dhr.audit.recorder import AuditRecorder
 from dhr.auth import roles as rbac
 from dhr.auth.model import Principal, Scope
 from dhr.context import RequestContext
@@ -43,8 +40,6 @@ from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant
 from dhr.interactions.audit_read import page_count, page_cursor
 from dhr.search.params import parse_search
-from dhr.store import audit_store, auth_client_store
-from dhr.store.repository import ResourceRepository
 
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 _ORGANISATION_EXTENSION = "audit-agent-organisation"
@@ -104,15 +99,14 @@ def access_log(ctx: RequestContext, req: FhirRequest, patient_id: str) -> FhirRe
     pairs = list(req.query)
     count = page_count(pairs, ctx.settings.default_page_size, ctx.settings.max_page_size)
     after = page_cursor(pairs)
-    conn = view.connection(ctx)
     rows = []
     if count > 0:
-        rows = audit_store.search_events(
-            conn, patient=patient_id, limit=count + 1, after_key=after, newest_first=True
+        rows = ctx.repo.audit_events(
+            patient=patient_id, limit=count + 1, after_key=after, newest_first=True
         )
     more = len(rows) > count
     rows = rows[:count]
-    names = _Names(conn, ctx.base, ctx.audit)
+    names = _Names(ctx.repo)
     params: list[dict[str, Any]] = [_access(names, row) for row in rows]
     if more:
         qs = urlencode([("_count", str(count)), ("_page", str(rows[-1].key))], quote_via=quote)
@@ -278,11 +272,11 @@ def _human_name(resource: dict[str, Any]) -> str | None:
 class _Names:
     """Names of people, apps and organisations for one answer (each looked up once)."""
 
-    def __init__(self, conn: Connection, base: str, audit: AuditRecorder) -> None:
-        self.conn = conn
-        self.base = base
+    def __init__(self, repo: EnforcingRepository) -> None:
+        self.repo = repo
+        self.base = repo.base
         # The names read here are part of this request: the request's recorder audits them.
-        self.directory = EnforcingRepository(ResourceRepository(conn), _DIRECTORY, base, audit)
+        self.directory = repo.for_principal(_DIRECTORY)
         self._cache: dict[str, str | None] = {}
 
     def _once(self, key: str, find: Any) -> str | None:
@@ -337,7 +331,7 @@ class _Names:
     def _client(self, client_id: str | None, what: str) -> str | None:
         if not client_id:
             return None
-        row = auth_client_store.client_row(self.conn, client_id)
+        row = self.repo.client_record(client_id)
         if row is None:
             return None
         value = row.name if what == "name" else row.organisation
