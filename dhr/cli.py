@@ -1,5 +1,5 @@
 """The ``dhr`` command: ``serve``, ``db upgrade``, ``load``, ``clients``, ``users``, ``keys``,
-``token``, ``keygen``.
+``token``, ``keygen``, ``audit``, ``sources``, ``controllers``.
 
 Configuration comes from ``DHR_*`` environment variables through :class:`dhr.config.Settings`;
 flags override host and port.
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dhr.audit import cli as audit_cli
 
     audit_cli.add_parser(sub)  # dhr audit verify|export|chain
+    from dhr.record import arrangement_cli, source_cli
+
+    source_cli.add_parser(sub)  # dhr sources add|list|activate|deactivate
+    arrangement_cli.add_parser(sub)  # dhr controllers show|set|history
     return parser
 
 

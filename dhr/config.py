@@ -125,6 +125,14 @@ class Settings(BaseSettings):
         default=0.2, gt=0, description="how often pending events are chained"
     )
 
+    # The unified record (ARCHITECTURE.md): the national controller, joint controller of all data.
+    national_controller_ods: str = Field(
+        default="X24",
+        pattern=r"^[A-Z0-9]{3,10}$",
+        description="ODS code of the national data controller (X24: NHS England)",
+    )
+    national_controller_name: str = Field(default="NHS England", min_length=1, max_length=200)
+
     @field_validator("identity_providers")
     @classmethod
     def _unique_provider_names(

@@ -20,6 +20,7 @@ from dhr.api.message import FhirRequest
 from dhr.auth.model import Principal
 from dhr.config import Settings
 from dhr.demo_data import demo_resources
+from dhr.demo_record import seed_unified_record
 from dhr.fhir import jsonio
 from dhr.loader import outcome_text
 
@@ -72,4 +73,5 @@ def load_demo(settings: Settings, engine: Engine) -> str:
         ),
         f"  CapabilityStatement (open): curl {base}/metadata",
     ]
+    seed_unified_record(services, lines)  # two simulated GP systems, as registered sources
     return "\n".join(lines)

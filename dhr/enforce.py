@@ -45,9 +45,11 @@ from dhr.errors import FhirError
 from dhr.fhir import jsonio
 from dhr.search import include
 from dhr.search.compile import Criteria, count_query, matching_ids, page_query
+from dhr.record.attribution import attribute, is_record_service, owned_by, stored_meta
+from dhr.record.sources import Source
 from dhr.search.params import Include, SortKey
-from dhr.store import access_store, audit_store, auth_client_store
-from dhr.store.repository import ResourceRepository, StoredVersion
+from dhr.store import access_store, audit_store, auth_client_store, source_store
+from dhr.store.repository import ResourceRepository, StoredVersion, stamp
 
 __all__ = ["OPEN_ACCESS", "EnforcingRepository", "HistoryPage", "Principal", "forbidden"]
 
@@ -55,6 +57,17 @@ __all__ = ["OPEN_ACCESS", "EnforcingRepository", "HistoryPage", "Principal", "fo
 def forbidden(message: str) -> FhirError:
     """403 with an OperationOutcome of issue type ``forbidden``."""
     return FhirError(403, "forbidden", message, "forbidden")
+
+
+@dataclass
+class IngestState:
+    """Set while an ingest runs (:mod:`dhr.record.ingest`): updates whose content equals the
+    stored version are skipped (no new version) and listed in ``unchanged``."""
+
+    unchanged: set[tuple[str, str]]
+
+
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,47 @@ class EnforcingRepository:
         principal: Principal,
         base: str,
         audit: AuditRecorder | None = None,
+        national: str = "X24",
     ) -> None:
         self._store = store
         self.principal = principal
         self.base = base
         self.audit = audit or AuditRecorder(principal, base, enabled=False)
+        self.national = national
+        self.ingest: IngestState | None = None
         self._scopes: dict[str, ReadScope] = {}
+        self._source: Source | None = _UNKNOWN
+
+    @property
+    def conn(self) -> Any:
+        """The unit of work's connection, for the unified record's own tables
+        (:mod:`dhr.record`); resource rows are reached only through this class."""
+        return self._store.conn
+
+    def source(self) -> Source | None:
+        """The registered source system the principal's client is (None: not a source)."""
+        if self._source is _UNKNOWN:
+            client = self.principal.client_id
+            found = None
+            if client and not is_record_service(self.principal):
+                found = source_store.source_for_client(self._store.conn, client)
+            self._source = found
+        return self._source
+
+    def _attributed(
+        self, res_type: str, res_id: str, body: dict[str, Any], current: StoredVersion | None
+    ) -> dict[str, Any]:
+        """``body`` attributed (:mod:`dhr.record.attribution`); 403 when a source would change
+        what another source or someone else originated."""
+        previous = stored_meta(current.data) if current is not None else None
+        source = self.source()
+        if source is not None and current is not None and current.data is not None:
+            if not owned_by(previous, source):
+                raise forbidden(
+                    f"{res_type}/{res_id} was not sent by source {source.source_id}; a source "
+                    "may only change the data it originates"
+                )
+        return attribute(body, self.principal, source, previous, self.national)
 
     def _seen(self, stored: StoredVersion | None) -> StoredVersion | None:
         if stored is not None:
@@ -101,7 +149,9 @@ class EnforcingRepository:
     def for_principal(self, principal: Principal) -> EnforcingRepository:
         """The same unit of work and audit recorder, enforced for another principal (e.g. the
         narrow directory principal that looks up names for ``$access-log``)."""
-        return EnforcingRepository(self._store, principal, self.base, self.audit)
+        other = EnforcingRepository(self._store, principal, self.base, self.audit, self.national)
+        other.ingest = self.ingest
+        return other
 
     # -- the audit trail (read only; :mod:`dhr.audit.view` decides who may read it) --------
 
@@ -340,6 +390,7 @@ class EnforcingRepository:
     ) -> list[StoredVersion]:
         """Create each ``(type, id, body)`` (``c``); the content must land where the token may
         create."""
+        items = [(t, i, self._attributed(t, i, b, None)) for t, i, b in items]
         later: dict[str, list[str]] = {}
         for res_type, res_id, body in items:
             if self._check_content(res_type, res_id, body, self._terms(res_type, "c")):
@@ -361,8 +412,18 @@ class EnforcingRepository:
     ) -> tuple[StoredVersion, bool]:
         """Update, or create with this id (``u``: SMART lets the update scope create)."""
         terms = self._terms(res_type, "u")
-        if terms:
+        current = (
             self.read_for_change(res_type, res_id, "u")
+            if terms
+            else self._store.read_current(res_type, res_id)
+        )
+        body = self._attributed(res_type, res_id, body, current)
+        if self.ingest is not None and current is not None and not current.deleted:
+            same = stamp(body, res_id, current.version_id, current.last_updated)
+            if same == current.data:
+                self.ingest.unchanged.add((res_type, res_id))
+                self._seen(current)
+                return current, False
         after = self._check_content(res_type, res_id, body, terms)
         stored, created = self._store.put(res_type, res_id, body, if_match, method)
         if after:
@@ -373,7 +434,13 @@ class EnforcingRepository:
     def delete(
         self, res_type: str, res_id: str, if_match: int | None = None
     ) -> StoredVersion | None:
-        """Delete (``d``): 403 when the stored resource is outside what the token may delete."""
+        """Delete (``d``): 403 when the stored resource is outside what the token may delete,
+        or (a source) was not sent by it."""
+        source = self.source()
+        if source is not None:
+            current = self._store.read_current(res_type, res_id)
+            if current is not None and current.data is not None:
+                self._attributed(res_type, res_id, {}, current)
         if self._terms(res_type, "d"):
             self.read_for_change(res_type, res_id, "d")  # reports the content to audit
         elif self.audit.enabled:  # audit names the patient of what is deleted

@@ -37,3 +37,33 @@ def _os_user() -> str:
 
 # Who a public endpoint (``GET /fhir/metadata``) runs as: no scopes, so any data access is a 403.
 ANONYMOUS = Principal(subject="anonymous")
+
+
+def source_principal(client_id: str, os_user: str | None = None) -> Principal:
+    """The CLI acting for the source system whose backend client is ``client_id``
+    (``dhr load --source``, the demo): what it writes is attributed to that source, exactly as
+    if the source had sent it, because attribution follows the principal's client id."""
+    user = os_user or _os_user()
+    cli = cli_principal(user)
+    return Principal(
+        subject=f"cli:{user}",
+        client_id=client_id,
+        scopes=cli.scopes,
+        scope_text=cli.scope_text,
+        roles=("system",),
+        extra={"on_behalf_of": client_id},
+    )
+
+
+def record_service_principal() -> Principal:
+    """The server itself maintaining the unified record (master Patients, links, Provenance):
+    ``system/*.cruds`` and the ``record-service`` role, which the attribution rules trust to
+    write ``meta.source`` and controller tags as given (:mod:`dhr.record.attribution`)."""
+    scope = Scope("system", "*", ALL_ACTIONS, (), CLI_SCOPE)
+    return Principal(
+        subject="dhr:record-service",
+        client_id="dhr-record-service",
+        scopes=(scope,),
+        scope_text=CLI_SCOPE,
+        roles=("system", "record-service"),
+    )

@@ -77,7 +77,11 @@ class Services:
     ) -> RequestContext:
         audit = audit or self.recorder(principal)
         repo = EnforcingRepository(
-            ResourceRepository(conn), principal, self.settings.fhir_base, audit
+            ResourceRepository(conn),
+            principal,
+            self.settings.fhir_base,
+            audit,
+            self.settings.national_controller_ods,
         )
         return RequestContext(audit.request_id, self.settings, repo, audit)
 

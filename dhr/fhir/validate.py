@@ -2,6 +2,8 @@
 
 https://hl7.org/fhir/R4/validation.html. A failure becomes OperationOutcome issues whose
 ``expression`` is a FHIRPath to the offending element, e.g. ``Patient.name[0].family``.
+A Patient's NHS numbers must also pass the Modulus 11 check (:mod:`dhr.record.nhs_number`):
+a valid FHIR Patient with an invalid one is a 422 naming ``Patient.identifier[i].value``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dhr.fhir.ids import check_id
 from dhr.fhir.strict import strict_issues
 from dhr.fhir.types import check_type, model_class
 from dhr.fhir.validate_paths import element_path
+from dhr.record.nhs_number import check_nhs_numbers
 
 MAX_ISSUES = 50
 
@@ -47,7 +50,8 @@ def resource_type_of(data: dict[str, Any]) -> str:
 
 
 def validate_resource(data: dict[str, Any], expected_type: str | None = None) -> str:
-    """Validate ``data`` as a FHIR R4 resource; return its type or raise a 400 OperationOutcome.
+    """Validate ``data`` as a FHIR R4 resource; return its type or raise a 400 OperationOutcome
+    (422 for a Patient whose NHS number fails the Modulus 11 check).
 
     When ``expected_type`` is given (the type in the URL), the body must be of that type.
     """
@@ -72,4 +76,5 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
     problems = strict_issues(rtype, data, model)
     if problems:
         raise invalid_resource(tuple(problems), f"The {rtype} is not valid FHIR R4 JSON")
+    check_nhs_numbers(rtype, data)
     return rtype

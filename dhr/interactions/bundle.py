@@ -72,7 +72,8 @@ def process_bundle(services: Services, req: FhirRequest, principal: Principal) -
         entries = [parse_entry(raw, i, base, prefer) for i, raw in enumerate(raw_entries)]
         for entry in entries:
             _refuse_nested(entry)
-        bundle = run_transaction(services, entries, principal)
+        entity = f"Bundle/{data['id']}" if isinstance(data.get("id"), str) else ""
+        bundle = run_transaction(services, entries, principal, entity)
     else:
         bundle = {
             "resourceType": "Bundle",

@@ -36,6 +36,7 @@ class BundleEntry:
     full_url: str | None
     resource: dict[str, Any] | None
     headers: dict[str, str]
+    assigned_id: str | None = None  # a POST's server id, chosen by an ingest plan
 
     @property
     def where(self) -> str:

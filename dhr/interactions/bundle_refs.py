@@ -105,14 +105,14 @@ class ReferenceResolver:
     def rewrite(self, resource: dict[str, Any]) -> dict[str, Any]:
         """``resource`` with every ``reference`` rewritten (a new top-level dict; input untouched;
         containers without a rewritten reference are shared with the input)."""
-        return _walk(resource, self.reference)
+        return walk_references(resource, self.reference)
 
 
 # A container met during the walk: (the container, (its parent's entry, its key)) or None at root.
 _Entry = tuple[Any, "tuple[_Entry, Any] | None"]
 
 
-def _walk(resource: dict[str, Any], fix: Callable[[str], str]) -> dict[str, Any]:
+def walk_references(resource: dict[str, Any], fix: Callable[[str], str]) -> dict[str, Any]:
     """``resource`` with references passed through ``fix``, without recursion (no depth limit).
 
     Copy on write: only the containers on the way to a changed reference are copied (as plain

@@ -47,7 +47,7 @@ _PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
 def run_transaction(
-    services: Services, entries: list[BundleEntry], principal: Principal
+    services: Services, entries: list[BundleEntry], principal: Principal, entity: str = ""
 ) -> dict[str, Any]:
     """Run ``entries`` atomically as ``principal`` and return the ``transaction-response``
     Bundle; every entry is enforced on its own, and a forbidden one fails the whole."""
@@ -55,7 +55,14 @@ def run_transaction(
     recorder = services.recorder(principal)
     try:
         with unit_of_work(services.engine, write=write) as session:
-            results = _Transaction(services.context(session, principal, recorder), entries).run()
+            ctx = services.context(session, principal, recorder)
+            if write and ctx.repo.source() is not None:
+                # Imported here: the ingest planner runs this module's Transaction.
+                from dhr.record.ingest import ingest_entries
+
+                results = ingest_entries(ctx, entries, entity or f"transaction {ctx.request_id}")
+            else:
+                results = Transaction(ctx, entries).run()
             if write:
                 services.sink.insert(session, _entry_events(recorder, entries, results))
     except FhirError as exc:
@@ -114,7 +121,7 @@ def _failed(entry: BundleEntry, exc: FhirError) -> FhirError:
     )
 
 
-class _Transaction:
+class Transaction:
     """The state of one transaction while its entries run."""
 
     def __init__(self, ctx: RequestContext, entries: list[BundleEntry]) -> None:
@@ -181,7 +188,7 @@ class _Transaction:
         conditional = "?" in entry.url
         if entry.method == "POST" and len(seg) == 1 and "if-none-exist" not in entry.headers:
             res_type = check_type(seg[0])
-            self.assigned[entry.index] = new_id()
+            self.assigned[entry.index] = entry.assigned_id or new_id()
             if entry.full_url:
                 self.refs.add(entry.full_url, res_type, self.assigned[entry.index])
         elif entry.method == "PUT" and len(seg) == 2 and not conditional and entry.full_url:

@@ -14,6 +14,7 @@ from dhr.errors import FhirError
 from dhr.fhir.ids import new_id
 from dhr.interactions.common import load_resource, read_response, version_headers, write_response
 from dhr.interactions.criteria import match_one, parse_criteria_string
+from dhr.interactions.source_writes import source_write
 
 
 def create(
@@ -23,6 +24,10 @@ def create(
     body = load_resource(req, res_type)
     ctx.repo.require(res_type, "c")  # before If-None-Exist can answer with a match
     condition = req.header("if-none-exist")
+    if not condition and res_id is None:
+        ingested = source_write(ctx, req, res_type, None, body)
+        if ingested is not None:
+            return ingested
     if condition:
         existing = match_one(ctx, res_type, parse_criteria_string(condition), "If-None-Exist")
         if existing is not None:

@@ -13,11 +13,15 @@ from dhr.errors import precondition_failed
 from dhr.fhir.ids import check_id
 from dhr.interactions.common import outcome_response
 from dhr.interactions.criteria import match_one, parse_criteria
+from dhr.interactions.source_writes import source_write
 from dhr.store.repository import StaleVersion
 
 
 def delete(ctx: RequestContext, req: FhirRequest, res_type: str, res_id: str) -> FhirResponse:
     check_id(res_id)
+    ingested = source_write(ctx, req, res_type, res_id, None)
+    if ingested is not None:
+        return ingested
     if_match = parse_etag(req.header("if-match"))
     try:
         stored = ctx.repo.delete(res_type, res_id, if_match)

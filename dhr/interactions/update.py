@@ -12,6 +12,7 @@ from dhr.errors import bad_request, precondition_failed
 from dhr.fhir.ids import check_id, new_id
 from dhr.interactions.common import load_resource, write_response
 from dhr.interactions.criteria import match_one, parse_criteria
+from dhr.interactions.source_writes import source_write
 from dhr.store.repository import StaleVersion
 
 
@@ -28,6 +29,9 @@ def update(ctx: RequestContext, req: FhirRequest, res_type: str, res_id: str) ->
             "id-mismatch",
             f"{res_type}.id",
         )
+    ingested = source_write(ctx, req, res_type, res_id, body)
+    if ingested is not None:
+        return ingested
     return _store(ctx, req, res_type, res_id, body)
 
 

@@ -12,7 +12,7 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.context import RequestContext
 from dhr.errors import FhirError, not_supported
-from dhr.operations import access_log, everything
+from dhr.operations import access_log, bulk_import, everything, match, patient_link
 from dhr.operations import validate as validate_op
 from dhr.operations.capabilities import capability_statement
 
@@ -28,6 +28,10 @@ def _unknown(name: str, where: str) -> FhirError:
 
 
 def route_system(name: str, method: str) -> Route:
+    if name == "import":
+        if method != "POST":
+            raise not_supported("$import takes POST", 405)
+        return Route("import", bulk_import.import_ndjson, write=True)
     raise _unknown(name, "at the system level")
 
 
@@ -40,6 +44,10 @@ def route_type(res_type: str, name: str, method: str) -> Route:
         if method != "GET":
             raise not_supported("$everything takes GET", 405)
         return Route("everything", everything.everything_type, write=False)
+    if name == "match" and res_type == "Patient":
+        if method != "POST":
+            raise not_supported("$match takes POST", 405)
+        return Route("match", match.match, write=False)
     raise _unknown(name, f"on {res_type}")
 
 
@@ -60,4 +68,9 @@ def route_instance(res_type: str, res_id: str, name: str, method: str) -> Route:
         if method != "GET":
             raise not_supported("$access-log takes GET", 405)
         return Route("access-log", lambda c, r: access_log.access_log(c, r, res_id), write=False)
+    if name in ("link", "unlink") and res_type == "Patient":
+        if method != "POST":
+            raise not_supported(f"${name} takes POST", 405)
+        action = patient_link.link if name == "link" else patient_link.unlink
+        return Route(name, lambda c, r: action(c, r, res_id), write=True)
     raise _unknown(name, f"on {res_type}/{res_id}")

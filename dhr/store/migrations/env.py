@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 import dhr.store.audit_models  # registers the audit tables
-import dhr.store.auth_models  # noqa: F401 - registers the authorisation tables
+import dhr.store.auth_models  # registers the authorisation tables
+import dhr.store.record_models  # noqa: F401 - registers the unified-record tables
 from dhr.store.models import Base
 
 engine = context.config.attributes["engine"]

@@ -171,7 +171,11 @@ def test_version_id_and_last_updated_stay_server_managed(client: httpx.Client) -
     ]
     body = json_patch(client, f"Patient/{pid}", ops).json()
     assert body["meta"]["versionId"] == "2"
-    assert body["meta"]["tag"] == [{"system": "urn:t", "code": "x"}]
+    # The patch's tag is kept; the server adds the controller tag (national controller X24).
+    assert body["meta"]["tag"] == [
+        {"system": "urn:t", "code": "x"},
+        {"system": "https://dhr.nhs.example/fhir/CodeSystem/data-controller", "code": "X24"},
+    ]
 
 
 def test_other_content_types_are_415(client: httpx.Client) -> None:

@@ -1,0 +1,476 @@
+"""Unified-record ingest: two sources send overlapping Synthea patients; throughput and linkage.
+
+Usage: ``.venv/bin/python bench/ingest.py [--engine sqlite|postgresql|both]
+[--database-url postgresql+psycopg://USER@HOST:PORT/DB] [--all] [--http] [--no-import]``.
+Each run uses throwaway databases: a temporary SQLite file (the default), or
+``dhr_bench_<random>`` created on the PostgreSQL server of ``--database-url`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``; the named database itself is never
+touched) and dropped afterwards.
+
+Data: the Synthea (https://synthetichealth.github.io/synthea/) transaction Bundles in
+``../shared/data/synthea-r4-bundles-100-smallest.tar.gz`` (``--all``: the 617 set), each Patient
+given a valid NHS number (Modulus 11, https://www.datadictionary.nhs.uk/attributes/nhs_number.html,
+deterministic, 999 test range). Two registered sources (ARCHITECTURE.md "The unified record"),
+A (EMIS) and B (TPP), each a backend client: half of the patients are sent by both (for B the
+Bundle's ids and fullUrls are rewritten to B's own, so they are different local records of the
+same person), the other half by one source only, alternately A and B.
+
+1. Transactions (https://hl7.org/fhir/R4/http.html#transaction): every Bundle is POSTed through
+   :func:`dhr.api.dispatch.handle` as :func:`dhr.access.system.source_principal` (``--http``:
+   through uvicorn on loopback with the sources' real Backend Services tokens).
+2. ``$import``: the same resources, into a fresh database, as ``POST /fhir/$import`` bodies of
+   ``application/fhir+ndjson`` (one resource per line, the source's own ids, references
+   ``Type/<local id>``), one request per source and chunk of Bundles. A 4xx/5xx answer (not
+   implemented yet) prints "n/a".
+
+Printed: resources/s, the ``fhir.resources`` R4B validation-only rate on the same resources in
+the same run (measured just before and just after each load, as ``bench/search.py`` does), the
+ratio (targets >= 0.4 for transactions, >= 0.6 for ``$import``) and the linkage: for every NHS
+number sent by both sources, exactly one master Patient (``_tag=record-role|master``) whose
+``$everything`` (https://hl7.org/fhir/R4/patient-operation-everything.html) holds every
+patient-compartment resource both sources sent (target 100%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+import uvicorn  # noqa: E402
+from rest import PG_URL, free_port, postgres_answers  # noqa: E402
+from search import print_table, validation_rate  # noqa: E402
+from search_data import ALL, SMALL, extract  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from dhr.access.system import source_principal  # noqa: E402
+from dhr.api.dispatch import Services, handle  # noqa: E402
+from dhr.api.message import FhirRequest, FhirResponse  # noqa: E402
+from dhr.app import create_app  # noqa: E402
+from dhr.auth import clients  # noqa: E402
+from dhr.auth.model import ClientKind  # noqa: E402
+from dhr.auth.token_cli import new_key_pair, request_token  # noqa: E402
+from dhr.config import Settings  # noqa: E402
+from dhr.demo_record import nhs_test_numbers  # noqa: E402
+from dhr.record.sources import register_source  # noqa: E402
+from dhr.record.vocab import NHS_NUMBER_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_MASTER  # noqa: E402
+from dhr.search.compartment import compartment  # noqa: E402
+from dhr.store import db  # noqa: E402
+
+Resource = dict[str, Any]
+TX_TARGET = 0.4
+IMPORT_TARGET = 0.6
+LINK_TARGET = 100.0
+IMPORT_CHUNK = 10  # Bundles per $import request
+FHIR_JSON = {"content-type": "application/fhir+json"}
+NDJSON = {"content-type": "application/fhir+ndjson"}
+B_NAMESPACE = uuid.UUID("0d5e7c1a-3b6f-4e8d-9a21-7c4b5e6f8a90")
+
+
+@dataclass(frozen=True)
+class BenchSource:
+    source_id: str
+    client_id: str
+    supplier: str
+    ods: str
+
+
+SOURCES = (
+    BenchSource("bench-a", "bench-a-system", "EMIS", "A81001"),
+    BenchSource("bench-b", "bench-b-system", "TPP", "B82005"),
+)
+
+
+@dataclass
+class Sent:
+    """One Bundle one source sends, and the server ids its entries got."""
+
+    source: BenchSource
+    nhs: str
+    bundle: Resource
+    server_ids: list[str] = field(default_factory=list)  # "Type/id" per entry (transactions)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def with_nhs_number(bundle: Resource, nhs: str) -> Resource:
+    for entry in bundle["entry"]:
+        r = entry["resource"]
+        if r["resourceType"] == "Patient":
+            r["identifier"] = [
+                {"system": NHS_NUMBER_SYSTEM, "value": nhs},
+                *r.get("identifier", []),
+            ]
+    return bundle
+
+
+def as_source_b(bundle: Resource) -> Resource:
+    """B's own copy: every id and fullUrl uuid (and the references to them) replaced."""
+    text = orjson.dumps(bundle).decode()
+    for entry in bundle["entry"]:
+        old = entry["resource"]["id"]
+        text = text.replace(old, str(uuid.uuid5(B_NAMESPACE, old)))
+    out: Resource = orjson.loads(text)
+    return out
+
+
+def plan(files: list[Path]) -> list[Sent]:
+    """Who sends what: even-numbered patients by both sources, the rest alternately."""
+    numbers = nhs_test_numbers(len(files), start=999_100_001)
+    out: list[Sent] = []
+    a, b = SOURCES
+    for i, (path, nhs) in enumerate(zip(files, numbers, strict=True)):
+        bundle = with_nhs_number(orjson.loads(path.read_bytes()), nhs)
+        if i % 2 == 0:
+            out += [Sent(a, nhs, bundle), Sent(b, nhs, as_source_b(bundle))]
+        else:
+            out.append(Sent(a if i % 4 == 1 else b, nhs, bundle))
+    return out
+
+
+def ndjson_lines(bundle: Resource) -> list[bytes]:
+    """The Bundle's resources with ``urn:uuid`` references made ``Type/<local id>``."""
+    text = orjson.dumps([e["resource"] for e in bundle["entry"]]).decode()
+    for entry in bundle["entry"]:
+        r = entry["resource"]
+        text = text.replace(f'"{entry["fullUrl"]}"', f'"{r["resourceType"]}/{r["id"]}"')
+    return [orjson.dumps(r) for r in orjson.loads(text)]
+
+
+# -- databases and sources --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def throwaway(engine_name: str, server_url: str) -> Iterator[str]:
+    """A temporary SQLite file, or a private database on ``server_url``'s PostgreSQL."""
+    if engine_name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="dhr-bench-") as tmp:
+            yield f"sqlite:///{tmp}/bench.sqlite"
+        return
+    name = f"dhr_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def open_services(url: str, data_dir: Path) -> tuple[Services, dict[str, Resource]]:
+    """A migrated database with both sources registered; their private keys by client id."""
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    services = Services(Settings(database_url=url, data_dir=data_dir), engine)
+    keys: dict[str, Resource] = {}
+    for s in SOURCES:
+        private, public = new_key_pair("RS384")
+        keys[s.client_id] = private
+        clients.register_client(
+            engine,
+            client_id=s.client_id,
+            name=f"bench source {s.source_id}",
+            kind=ClientKind.BACKEND,
+            scopes="system/*.cruds",
+            organisation=s.ods,
+            jwks=public,
+        )
+        with db.unit_of_work(engine, write=True) as conn:
+            register_source(
+                conn,
+                source_id=s.source_id,
+                name=f"bench source {s.source_id}",
+                supplier=s.supplier,
+                ods_code=s.ods,
+                client_id=s.client_id,
+                identifier_systems=("https://github.com/synthetichealth/synthea",),
+            )
+    return services, keys
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+Send = Callable[[BenchSource, str, bytes, dict[str, str]], FhirResponse]
+
+
+def in_process(services: Services) -> Send:
+    principals = {s.client_id: source_principal(s.client_id, "bench") for s in SOURCES}
+
+    def send(source: BenchSource, path: str, body: bytes, headers: dict[str, str]) -> FhirResponse:
+        request = FhirRequest("POST", path, headers=headers, body=body)
+        return handle(services, request, principals[source.client_id])
+
+    return send
+
+
+@contextlib.contextmanager
+def over_http(services: Services, keys: dict[str, Resource]) -> Iterator[Send]:
+    """uvicorn on loopback; each source sends with its own Backend Services token."""
+    port = free_port()
+    settings = services.settings.model_copy(
+        update={"port": port, "base_url": f"http://127.0.0.1:{port}/fhir"}
+    )
+    app = create_app(settings, services.engine, migrate=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        tokens = {}
+        for s in SOURCES:
+            got = request_token(
+                f"{settings.auth_base}/token", s.client_id, keys[s.client_id], "system/*.cruds"
+            )
+            got.raise_for_status()
+            tokens[s.client_id] = got.json()["access_token"]
+        with httpx.Client(base_url=settings.fhir_base + "/", timeout=600) as http:
+
+            def send(
+                source: BenchSource, path: str, body: bytes, headers: dict[str, str]
+            ) -> FhirResponse:
+                auth = {"authorization": f"Bearer {tokens[source.client_id]}"}
+                resp = http.post(path, content=body, headers={**headers, **auth})
+                return FhirResponse(resp.status_code, body=resp.content)
+
+            yield send
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def send_transactions(send: Send, work: list[Sent]) -> float:
+    """POST every Bundle; record the server ids; the seconds it took."""
+    bodies = [orjson.dumps(s.bundle) for s in work]
+    started = time.perf_counter()
+    for sent, body in zip(work, bodies, strict=True):
+        resp = send(sent.source, "", body, FHIR_JSON)
+        reply = resp.body_json() or {}
+        if resp.status != 200:
+            raise RuntimeError(f"transaction: {resp.status} {str(reply)[:500]}")
+        sent.server_ids = [
+            "/".join(e["response"]["location"].split("/_history/")[0].split("/")[-2:])
+            for e in reply["entry"]
+        ]
+    return time.perf_counter() - started
+
+
+def send_imports(send: Send, work: list[Sent]) -> tuple[float, str | None]:
+    """POST ``$import`` bodies per source and chunk; (seconds, None) or (0, why not)."""
+    bodies: list[tuple[BenchSource, bytes]] = []
+    for source in SOURCES:
+        mine = [s for s in work if s.source == source]
+        for start in range(0, len(mine), IMPORT_CHUNK):
+            lines = [
+                ln for s in mine[start : start + IMPORT_CHUNK] for ln in ndjson_lines(s.bundle)
+            ]
+            bodies.append((source, b"\n".join(lines) + b"\n"))
+    started = time.perf_counter()
+    for source, body in bodies:
+        resp = send(source, "$import", body, NDJSON)
+        if resp.status >= 300:
+            return 0.0, f"{resp.status} {str(resp.body_json())[:200]}"
+    return time.perf_counter() - started, None
+
+
+# -- linkage ----------------------------------------------------------------------------------
+
+
+def get_all(services: Services, url: str, principal: Any) -> list[Resource]:
+    """Every entry of a search or ``$everything``, following ``next`` links."""
+    base = services.settings.fhir_base + "/"
+    out: list[Resource] = []
+    next_url: str | None = url
+    while next_url:
+        resp = handle(services, FhirRequest.from_url("GET", next_url), principal)
+        if resp.status != 200:
+            raise RuntimeError(f"GET {next_url}: {resp.status} {str(resp.body_json())[:300]}")
+        body = resp.body_json() or {}
+        out += [e["resource"] for e in body.get("entry", []) if "resource" in e]
+        link = next((x["url"] for x in body.get("link", []) if x["relation"] == "next"), None)
+        next_url = link[len(base) :] if link and link.startswith(base) else None
+    return out
+
+
+def in_compartment(resource: Resource) -> bool:
+    rtype = resource["resourceType"]
+    return rtype != "Patient" and bool(compartment("Patient").params(rtype))
+
+
+def linkage(services: Services, work: list[Sent], by_ids: bool) -> tuple[int, int, list[str]]:
+    """(NHS numbers sent by both, of them linked completely, problems). ``by_ids``: expect the
+    transactions' server ids; otherwise count each source's resources by ``meta.source``."""
+    reader = source_principal(SOURCES[0].client_id, "bench")
+    shared: dict[str, list[Sent]] = {}
+    for sent in work:
+        shared.setdefault(sent.nhs, []).append(sent)
+    both = {n: s for n, s in shared.items() if len(s) == 2}
+    good, problems = 0, []
+    for nhs, sents in both.items():
+        url = (
+            f"Patient?identifier={NHS_NUMBER_SYSTEM}|{nhs}&_tag={RECORD_ROLE_SYSTEM}|{ROLE_MASTER}"
+        )
+        masters = get_all(services, url, reader)
+        if len(masters) != 1:
+            problems.append(f"{nhs}: {len(masters)} masters")
+            continue
+        got = get_all(services, f"Patient/{masters[0]['id']}/$everything?_count=1000", reader)
+        if by_ids:
+            have = {f"{r['resourceType']}/{r['id']}" for r in got}
+            want = {
+                sid
+                for s in sents
+                for sid, e in zip(s.server_ids, s.bundle["entry"], strict=True)
+                if in_compartment(e["resource"])
+            }
+            missing = len(want - have)
+        else:
+            have_n: dict[str, int] = {}
+            for r in got:
+                if in_compartment(r):
+                    src = str((r.get("meta") or {}).get("source"))
+                    have_n[src] = have_n.get(src, 0) + 1
+            missing = 0
+            for s in sents:
+                n = sum(1 for e in s.bundle["entry"] if in_compartment(e["resource"]))
+                missing += max(0, n - have_n.get(f"urn:dhr:source:{s.source.source_id}", 0))
+        if missing:
+            problems.append(f"{nhs}: {missing} resources outside the master's compartment")
+        else:
+            good += 1
+    return len(both), good, problems
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def ratio_row(
+    label: str, count: int, seconds: float, floor: float, target: float
+) -> tuple[str, ...]:
+    rate = count / seconds
+    ratio = rate / floor
+    verdict = "PASS" if ratio >= target else "FAIL"
+    return (label, f"{rate:,.0f}/s", f"{floor:,.0f}/s", f"{ratio:.2f}", f">= {target}", verdict)
+
+
+def link_row(label: str, result: tuple[int, int, list[str]]) -> tuple[str, ...]:
+    total, good, problems = result
+    pct = 100.0 * good / total if total else 0.0
+    for p in problems[:5]:
+        print(f"  linkage problem: {p}")
+    verdict = "PASS" if pct >= LINK_TARGET else "FAIL"
+    return (label, f"{good}/{total}", "", f"{pct:.1f}%", f"{LINK_TARGET:.0f}%", verdict)
+
+
+def bench_engine(
+    name: str, work: list[Sent], items: list[Resource], args: argparse.Namespace
+) -> None:
+    rows: list[tuple[str, ...]] = []
+    count = sum(len(s.bundle["entry"]) for s in work)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dhr-bench-keys-") as keydir:
+        with throwaway(name, args.database_url) as url:
+            services, keys = open_services(url, Path(keydir))
+            try:
+                print(
+                    f"[{name}] {len(work)} transaction Bundles, {count:,} resources ...", flush=True
+                )
+                floor = validation_rate(items)
+                with contextlib.ExitStack() as stack:
+                    send = (
+                        stack.enter_context(over_http(services, keys))
+                        if args.http
+                        else in_process(services)
+                    )
+                    seconds = send_transactions(send, work)
+                floor = (floor + validation_rate(items)) / 2
+                how = "HTTP" if args.http else "handle()"
+                rows.append(ratio_row(f"transactions ({how})", count, seconds, floor, TX_TARGET))
+                rows.append(link_row("linkage after transactions", linkage(services, work, True)))
+            finally:
+                services.engine.dispose()
+        if not args.no_import:
+            with throwaway(name, args.database_url) as url:
+                services, keys = open_services(url, Path(keydir))
+                try:
+                    print(
+                        f"[{name}] $import of the same resources into a fresh database ...",
+                        flush=True,
+                    )
+                    floor = validation_rate(items)
+                    with contextlib.ExitStack() as stack:
+                        send = (
+                            stack.enter_context(over_http(services, keys))
+                            if args.http
+                            else in_process(services)
+                        )
+                        seconds, why = send_imports(send, work)
+                    floor = (floor + validation_rate(items)) / 2
+                    if why is not None:
+                        rows.append(("$import", "n/a", "", "", f">= {IMPORT_TARGET}", why[:60]))
+                    else:
+                        rows.append(
+                            ratio_row("$import (NDJSON)", count, seconds, floor, IMPORT_TARGET)
+                        )
+                        rows.append(
+                            link_row("linkage after $import", linkage(services, work, False))
+                        )
+                finally:
+                    services.engine.dispose()
+    print(f"\n{name} ({time.perf_counter() - started:.0f}s)")
+    header = ("measure", "DHR", "R4B validation", "ratio", "target", "verdict")
+    print_table(header, rows, {0, 5})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default=None)
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL server to create a private database on"
+    )
+    parser.add_argument("--all", action="store_true", help="the 617 Bundles (default: 100)")
+    parser.add_argument("--http", action="store_true", help="through uvicorn with real tokens")
+    parser.add_argument("--no-import", action="store_true", help="skip the $import pass")
+    args = parser.parse_args()
+    choice = args.engine or ("postgresql" if args.database_url else "sqlite")
+    args.database_url = args.database_url or PG_URL
+    engines = ["sqlite", "postgresql"] if choice == "both" else [choice]
+    if "postgresql" in engines and not postgres_answers(args.database_url):
+        print(f"PostgreSQL does not answer at {args.database_url}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="dhr-bench-data-") as tmp:
+        files = extract(ALL if args.all else SMALL, Path(tmp))
+        work = plan(files)
+    items = [e["resource"] for s in work for e in s.bundle["entry"]]
+    shared = len({s.nhs for s in work}) - len(
+        {s.nhs for s in work if s.source == SOURCES[0]}
+        ^ {s.nhs for s in work if s.source == SOURCES[1]}
+    )
+    print(
+        f"data: {len(files)} Synthea patients, {shared} sent by both sources; "
+        f"{len(work)} Bundles, {len(items):,} resources"
+    )
+    for name in engines:
+        bench_engine(name, work, items, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

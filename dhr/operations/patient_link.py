@@ -1,0 +1,15 @@
+"""Placeholder until its owner lands it."""
+
+from __future__ import annotations
+
+from dhr.api.message import FhirRequest, FhirResponse
+from dhr.context import RequestContext
+from dhr.errors import not_supported
+
+
+def link(ctx: RequestContext, req: FhirRequest, res_id: str) -> FhirResponse:
+    raise not_supported("not yet", 501)
+
+
+def unlink(ctx: RequestContext, req: FhirRequest, res_id: str) -> FhirResponse:
+    raise not_supported("not yet", 501)
