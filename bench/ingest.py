@@ -58,7 +58,7 @@ from search import print_table, validation_rate  # noqa: E402
 from search_data import ALL, SMALL, extract  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from dhr.access.system import source_principal  # noqa: E402
+from dhr.access.system import cli_principal, source_principal  # noqa: E402
 from dhr.api.dispatch import Services, handle  # noqa: E402
 from dhr.api.message import FhirRequest, FhirResponse  # noqa: E402
 from dhr.app import create_app  # noqa: E402
@@ -130,13 +130,21 @@ def as_source_b(bundle: Resource) -> Resource:
     return out
 
 
+def has_patient(bundle: Resource) -> bool:
+    return any(e["resource"]["resourceType"] == "Patient" for e in bundle["entry"])
+
+
 def plan(files: list[Path]) -> list[Sent]:
-    """Who sends what: even-numbered patients by both sources, the rest alternately."""
-    numbers = nhs_test_numbers(len(files), start=999_100_001)
-    out: list[Sent] = []
+    """Who sends what: even-numbered patients by both sources, the rest alternately. Bundles
+    without a Patient (Synthea's shared hospital and practitioner lists) are sent by A first."""
+    bundles = [orjson.loads(path.read_bytes()) for path in files]
+    shared = [b for b in bundles if not has_patient(b)]
+    people = [b for b in bundles if has_patient(b)]
+    numbers = nhs_test_numbers(len(people), start=999_100_001)
     a, b = SOURCES
-    for i, (path, nhs) in enumerate(zip(files, numbers, strict=True)):
-        bundle = with_nhs_number(orjson.loads(path.read_bytes()), nhs)
+    out = [Sent(a, "", bundle) for bundle in shared]
+    for i, (bundle, nhs) in enumerate(zip(people, numbers, strict=True)):
+        with_nhs_number(bundle, nhs)
         if i % 2 == 0:
             out += [Sent(a, nhs, bundle), Sent(b, nhs, as_source_b(bundle))]
         else:
@@ -320,7 +328,8 @@ def linkage(services: Services, work: list[Sent], by_ids: bool) -> tuple[int, in
     reader = source_principal(SOURCES[0].client_id, "bench")
     shared: dict[str, list[Sent]] = {}
     for sent in work:
-        shared.setdefault(sent.nhs, []).append(sent)
+        if sent.nhs:
+            shared.setdefault(sent.nhs, []).append(sent)
     both = {n: s for n, s in shared.items() if len(s) == 2}
     good, problems = 0, []
     for nhs, sents in both.items():
@@ -406,6 +415,27 @@ def bench_engine(
                 rows.append(link_row("linkage after transactions", linkage(services, work, True)))
             finally:
                 services.engine.dispose()
+        if args.baseline:
+            with throwaway(name, args.database_url) as url:
+                services, _ = open_services(url, Path(keydir))
+                try:
+                    print(f"[{name}] the same Bundles, not as a source ...", flush=True)
+                    cli = cli_principal("bench")
+
+                    def plain(
+                        _s: BenchSource, path: str, body: bytes, h: dict[str, str]
+                    ) -> FhirResponse:
+                        return handle(
+                            services, FhirRequest("POST", path, headers=h, body=body), cli
+                        )
+
+                    floor = validation_rate(items)
+                    seconds = send_transactions(plain, work)
+                    floor = (floor + validation_rate(items)) / 2
+                    label = "transactions, not a source (info)"
+                    rows.append((*ratio_row(label, count, seconds, floor, TX_TARGET)[:5], "info"))
+                finally:
+                    services.engine.dispose()
         if not args.no_import:
             with throwaway(name, args.database_url) as url:
                 services, keys = open_services(url, Path(keydir))
@@ -448,6 +478,11 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="the 617 Bundles (default: 100)")
     parser.add_argument("--http", action="store_true", help="through uvicorn with real tokens")
     parser.add_argument("--no-import", action="store_true", help="skip the $import pass")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also the same Bundles as the CLI principal (no source, no ingest planner): info",
+    )
     args = parser.parse_args()
     choice = args.engine or ("postgresql" if args.database_url else "sqlite")
     args.database_url = args.database_url or PG_URL
@@ -459,13 +494,14 @@ def main() -> int:
         files = extract(ALL if args.all else SMALL, Path(tmp))
         work = plan(files)
     items = [e["resource"] for s in work for e in s.bundle["entry"]]
-    shared = len({s.nhs for s in work}) - len(
-        {s.nhs for s in work if s.source == SOURCES[0]}
-        ^ {s.nhs for s in work if s.source == SOURCES[1]}
-    )
+    senders: dict[str, set[str]] = {}
+    for sent in work:
+        if sent.nhs:
+            senders.setdefault(sent.nhs, set()).add(sent.source.source_id)
+    both = sum(1 for v in senders.values() if len(v) == 2)
     print(
-        f"data: {len(files)} Synthea patients, {shared} sent by both sources; "
-        f"{len(work)} Bundles, {len(items):,} resources"
+        f"data: {len(files)} Synthea Bundles, {len(senders)} patients, {both} sent by both "
+        f"sources; {len(work)} Bundles sent, {len(items):,} resources"
     )
     for name in engines:
         bench_engine(name, work, items, args)

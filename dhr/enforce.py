@@ -43,10 +43,10 @@ from dhr.audit.recorder import AuditRecorder
 from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.errors import FhirError
 from dhr.fhir import jsonio
-from dhr.search import include
-from dhr.search.compile import Criteria, count_query, matching_ids, page_query
 from dhr.record.attribution import attribute, is_record_service, owned_by, stored_meta
 from dhr.record.sources import Source
+from dhr.search import include
+from dhr.search.compile import Criteria, count_query, matching_ids, page_query
 from dhr.search.params import Include, SortKey
 from dhr.store import access_store, audit_store, auth_client_store, source_store
 from dhr.store.repository import ResourceRepository, StoredVersion, stamp
@@ -121,12 +121,12 @@ class EnforcingRepository:
         what another source or someone else originated."""
         previous = stored_meta(current.data) if current is not None else None
         source = self.source()
-        if source is not None and current is not None and current.data is not None:
-            if not owned_by(previous, source):
-                raise forbidden(
-                    f"{res_type}/{res_id} was not sent by source {source.source_id}; a source "
-                    "may only change the data it originates"
-                )
+        changing = current is not None and current.data is not None
+        if source is not None and changing and not owned_by(previous, source):
+            raise forbidden(
+                f"{res_type}/{res_id} was not sent by source {source.source_id}; a source "
+                "may only change the data it originates"
+            )
         return attribute(body, self.principal, source, previous, self.national)
 
     def _seen(self, stored: StoredVersion | None) -> StoredVersion | None:

@@ -134,7 +134,10 @@ def local_keys(
         system, value = ident.get("system"), ident.get("value")
         if system in source.identifier_systems and isinstance(value, str) and value:
             keys.append(f"ident:{system}|{value}")
-    return [k if len(k) <= _MAX_KEY else "sha256:" + hashlib.sha256(k.encode()).hexdigest() for k in keys]
+    return [
+        k if len(k) <= _MAX_KEY else "sha256:" + hashlib.sha256(k.encode()).hexdigest()
+        for k in keys
+    ]
 
 
 class _Planner:
@@ -179,7 +182,9 @@ class _Planner:
                 check_nhs_numbers(res_type, body)
             except FhirError as exc:
                 raise _at(entry, exc) from None
-        return _Item(entry, res_type, body, url_id, local_keys(self.source, body, url_id, entry.full_url))
+        return _Item(
+            entry, res_type, body, url_id, local_keys(self.source, body, url_id, entry.full_url)
+        )
 
     def _assign_ids(self) -> None:
         by_type: dict[str, list[_Item]] = {}
@@ -379,7 +384,11 @@ class _Planner:
             if activity:
                 changes.append(
                     provenance.Change(
-                        item.res_type, item.server_id, _version(response), activity, item.compartment
+                        item.res_type,
+                        item.server_id,
+                        _version(response),
+                        activity,
+                        item.compartment,
                     )
                 )
             keys += [

@@ -26,14 +26,18 @@ from dhr.access.system import record_service_principal
 from dhr.context import RequestContext
 from dhr.enforce import EnforcingRepository
 from dhr.fhir import jsonio
+from dhr.interactions.bundle_refs import walk_references
 from dhr.record.provenance import Change
 from dhr.record.sources import Source
 from dhr.record.vocab import (
     NHS_NUMBER_SYSTEM,
     RECORD_ROLE_SYSTEM,
     REVIEW_DEMOGRAPHICS,
+    REVIEW_NO_NHS_NUMBER,
     REVIEW_SYSTEM,
     ROLE_MASTER,
+    ROLE_SOURCE_RECORD,
+    ROLE_UNLINKED,
 )
 from dhr.store import record_store
 
@@ -195,7 +199,9 @@ def _flag(
     sources = {rid: (body.get("meta") or {}).get("source", "?") for _, rid, body in records}
     parts = [
         f"{element}: "
-        + "; ".join(f"{value} (Patient/{rid} from {sources.get(rid)})" for rid, value in values.items())
+        + "; ".join(
+            f"{value} (Patient/{rid} from {sources.get(rid)})" for rid, value in values.items()
+        )
         for element, values in sorted(conflicts.items())
     ]
     text = (
@@ -237,8 +243,114 @@ def _put(
     """Store ``body`` unless it equals the current version; the change written, if any."""
     unchanged_before = set(ctx.repo.ingest.unchanged) if ctx.repo.ingest is not None else set()
     stored, created = repo.put(res_type, res_id, body, None)
-    if ctx.repo.ingest is not None and (res_type, res_id) in ctx.repo.ingest.unchanged - unchanged_before:
+    if (
+        ctx.repo.ingest is not None
+        and (res_type, res_id) in ctx.repo.ingest.unchanged - unchanged_before
+    ):
         return []
     return [
         Change(res_type, res_id, stored.version_id, "CREATE" if created else "UPDATE", compartment)
     ]
+
+
+def relink(
+    ctx: RequestContext,
+    record_id: str,
+    master_id: str | None,
+    action: str,
+    actor: str,
+    reason: str,
+    now: int,
+) -> tuple[str | None, list[Change]]:
+    """Link a source's Patient record to ``master_id`` (None: unlink it), moving exactly the data
+    sent about it between compartments; returns the previous master and the versions written.
+
+    The record's own version changes (``link``, role tags), every resource its source sent about
+    it is rewritten to reference the new compartment (a new version, so history shows the move),
+    both masters are recomposed, and the change is logged with who and why.
+    """
+    conn = ctx.repo.conn
+    repo = service(ctx)
+    row = record_store.link_rows(conn, [record_id]).get(record_id)
+    if row is None:
+        raise ValueError(record_id)
+    before = str(row.master_id) if row.master_id is not None else None
+    old_home, new_home = before or record_id, master_id or record_id
+    record_store.save_link(
+        conn,
+        record_id,
+        row.source_id,
+        row.nhs_number,
+        master_id,
+        int(row.registered_at) if before == master_id else now,
+        now,
+    )
+    record_store.add_link_event(conn, record_id, action, master_id, before, actor, reason, now)
+    changes: list[Change] = []
+    record = _current(repo, "Patient", record_id)
+    if record is not None:
+        changes += _put(ctx, repo, "Patient", record_id, _record_body(record, master_id), new_home)
+    if old_home != new_home:
+        for res_type, res_id in record_store.resources_about(conn, record_id):
+            if res_type == "Patient":
+                continue
+            body = _current(repo, res_type, res_id)
+            if body is None:
+                continue
+            moved = _moved_references(body, old_home, new_home)
+            if moved is not body:
+                changes += _put(ctx, repo, res_type, res_id, moved, new_home)
+    masters = {m for m in (before, master_id) if m is not None}
+    changes += refresh_masters(ctx, masters)
+    return before, changes
+
+
+def _record_body(record: dict[str, Any], master_id: str | None) -> dict[str, Any]:
+    meta = dict(record.get("meta") or {})
+    tags = [
+        t
+        for t in meta.get("tag") or []
+        if not (isinstance(t, dict) and t.get("system") == RECORD_ROLE_SYSTEM)
+        and not (
+            isinstance(t, dict) and t == {"system": REVIEW_SYSTEM, "code": REVIEW_NO_NHS_NUMBER}
+        )
+    ]
+    links = [
+        link
+        for link in record.get("link") or []
+        if not (isinstance(link, dict) and link.get("type") == "refer")
+    ]
+    if master_id is not None:
+        tags.append({"system": RECORD_ROLE_SYSTEM, "code": ROLE_SOURCE_RECORD})
+        links.append({"other": {"reference": f"Patient/{master_id}"}, "type": "refer"})
+    else:
+        tags.append({"system": RECORD_ROLE_SYSTEM, "code": ROLE_UNLINKED})
+        if not any(
+            isinstance(i, dict) and i.get("system") == NHS_NUMBER_SYSTEM
+            for i in record.get("identifier") or []
+        ):
+            tags.append({"system": REVIEW_SYSTEM, "code": REVIEW_NO_NHS_NUMBER})
+    meta["tag"] = tags
+    out = {**record, "meta": meta}
+    if links:
+        out["link"] = links
+    else:
+        out.pop("link", None)
+    return out
+
+
+def _moved_references(body: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``body`` with references to ``Patient/old`` pointing at ``Patient/new`` (``body`` itself
+    when none did)."""
+    before, after = f"Patient/{old}", f"Patient/{new}"
+    seen = False
+
+    def fix(ref: str) -> str:
+        nonlocal seen
+        if ref == before:
+            seen = True
+            return after
+        return ref
+
+    out = walk_references(body, fix)
+    return out if seen else body

@@ -3,6 +3,7 @@
 ARCHITECTURE.md "Source systems": each is a registered SMART Backend Services client bound to an
 organisation (ODS code) and a supplier. What a source sends is attributed to it from its
 credentials (the token's client id), never from anything in the request.
+:func:`register_source` holds the registration rules (``dhr sources add``, the demo, tests).
 """
 
 from __future__ import annotations

@@ -22,9 +22,6 @@ from tests.dhr.record.sources_fixture import (
     organization_entry,
     patient_entry,
 )
-from tests.dhr.record.sources_fixture import feeds, source_backends  # noqa: F401 - fixtures
-
-pytest_plugins: list[str] = []
 
 
 def _tags(resource: dict[str, Any], system: str) -> list[str]:
@@ -243,7 +240,8 @@ def test_conflicting_birth_dates_are_kept_flagged_and_visible(
     flags = client.get("Flag", params={"subject": f"Patient/{master['id']}"}).json()["entry"]
     assert len(flags) == 1
     text = flags[0]["resource"]["code"]["text"]
-    assert "1960-05-05" in text and "1961-06-06" in text
+    assert "1960-05-05" in text
+    assert "1961-06-06" in text
     assert flags[0]["resource"]["status"] == "active"
 
 
