@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import pstats
 import sys
 import tempfile
 import threading
@@ -54,7 +56,7 @@ import orjson  # noqa: E402
 import psycopg  # noqa: E402
 import uvicorn  # noqa: E402
 from rest import PG_URL, free_port, postgres_answers  # noqa: E402
-from search import print_table, validation_rate  # noqa: E402
+from search import print_table  # noqa: E402
 from search_data import ALL, SMALL, extract  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -67,6 +69,7 @@ from dhr.auth.model import ClientKind  # noqa: E402
 from dhr.auth.token_cli import new_key_pair, request_token  # noqa: E402
 from dhr.config import Settings  # noqa: E402
 from dhr.demo_record import nhs_test_numbers  # noqa: E402
+from dhr.fhir.types import model_class  # noqa: E402
 from dhr.record.sources import register_source  # noqa: E402
 from dhr.record.vocab import NHS_NUMBER_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_MASTER  # noqa: E402
 from dhr.search.compartment import compartment  # noqa: E402
@@ -264,12 +267,37 @@ def over_http(services: Services, keys: dict[str, Resource]) -> Iterator[Send]:
         thread.join(timeout=10)
 
 
-def send_transactions(send: Send, work: list[Sent]) -> float:
-    """POST every Bundle; record the server ids; the seconds it took."""
-    bodies = [orjson.dumps(s.bundle) for s in work]
+@dataclass
+class Timed:
+    """Seconds spent sending, and validating the same resources with ``fhir.resources`` R4B
+    just before each request (interleaved, so a noisy neighbour slows both alike)."""
+
+    count: int = 0
+    send: float = 0.0
+    validate: float = 0.0
+
+    def rates(self) -> tuple[float, float]:
+        return self.count / self.send, self.count / self.validate
+
+
+def validate(resources: list[Resource]) -> float:
     started = time.perf_counter()
-    for sent, body in zip(work, bodies, strict=True):
+    for r in resources:
+        model_class(r["resourceType"]).model_validate(r)
+    return time.perf_counter() - started
+
+
+def send_transactions(send: Send, work: list[Sent]) -> Timed:
+    """POST every Bundle (recording the server ids its entries got)."""
+    timed = Timed()
+    for sent in work:
+        body = orjson.dumps(sent.bundle)
+        resources = [e["resource"] for e in sent.bundle["entry"]]
+        timed.validate += validate(resources)
+        started = time.perf_counter()
         resp = send(sent.source, "", body, FHIR_JSON)
+        timed.send += time.perf_counter() - started
+        timed.count += len(resources)
         reply = resp.body_json() or {}
         if resp.status != 200:
             raise RuntimeError(f"transaction: {resp.status} {str(reply)[:500]}")
@@ -277,25 +305,30 @@ def send_transactions(send: Send, work: list[Sent]) -> float:
             "/".join(e["response"]["location"].split("/_history/")[0].split("/")[-2:])
             for e in reply["entry"]
         ]
-    return time.perf_counter() - started
+    return timed
 
 
-def send_imports(send: Send, work: list[Sent]) -> tuple[float, str | None]:
-    """POST ``$import`` bodies per source and chunk; (seconds, None) or (0, why not)."""
-    bodies: list[tuple[BenchSource, bytes]] = []
+def send_imports(send: Send, work: list[Sent]) -> tuple[Timed, str | None]:
+    """POST ``$import`` bodies per source and chunk of Bundles; why not, when refused."""
+    timed = Timed()
     for source in SOURCES:
         mine = [s for s in work if s.source == source]
         for start in range(0, len(mine), IMPORT_CHUNK):
-            lines = [
-                ln for s in mine[start : start + IMPORT_CHUNK] for ln in ndjson_lines(s.bundle)
-            ]
-            bodies.append((source, b"\n".join(lines) + b"\n"))
-    started = time.perf_counter()
-    for source, body in bodies:
-        resp = send(source, "$import", body, NDJSON)
-        if resp.status >= 300:
-            return 0.0, f"{resp.status} {str(resp.body_json())[:200]}"
-    return time.perf_counter() - started, None
+            chunk = mine[start : start + IMPORT_CHUNK]
+            lines: dict[str, bytes] = {}  # a resource once per import (Synthea repeats some)
+            for s in chunk:
+                for e, line in zip(s.bundle["entry"], ndjson_lines(s.bundle), strict=True):
+                    lines.setdefault(f"{e['resource']['resourceType']}/{e['resource']['id']}", line)
+            body = b"\n".join(lines.values()) + b"\n"
+            resources = [orjson.loads(line) for line in lines.values()]
+            timed.validate += validate(resources)
+            started = time.perf_counter()
+            resp = send(source, "$import", body, NDJSON)
+            timed.send += time.perf_counter() - started
+            timed.count += len(resources)
+            if resp.status >= 300:
+                return timed, f"{resp.status} {str(resp.body_json())[:200]}"
+    return timed, None
 
 
 # -- linkage ----------------------------------------------------------------------------------
@@ -370,10 +403,8 @@ def linkage(services: Services, work: list[Sent], by_ids: bool) -> tuple[int, in
 # -- report -----------------------------------------------------------------------------------
 
 
-def ratio_row(
-    label: str, count: int, seconds: float, floor: float, target: float
-) -> tuple[str, ...]:
-    rate = count / seconds
+def ratio_row(label: str, timed: Timed, target: float) -> tuple[str, ...]:
+    rate, floor = timed.rates()
     ratio = rate / floor
     verdict = "PASS" if ratio >= target else "FAIL"
     return (label, f"{rate:,.0f}/s", f"{floor:,.0f}/s", f"{ratio:.2f}", f">= {target}", verdict)
@@ -388,82 +419,64 @@ def link_row(label: str, result: tuple[int, int, list[str]]) -> tuple[str, ...]:
     return (label, f"{good}/{total}", "", f"{pct:.1f}%", f"{LINK_TARGET:.0f}%", verdict)
 
 
-def bench_engine(
-    name: str, work: list[Sent], items: list[Resource], args: argparse.Namespace
-) -> None:
+@contextlib.contextmanager
+def fresh(name: str, args: argparse.Namespace, keydir: Path) -> Iterator[tuple[Services, Send]]:
+    """A fresh database with the sources registered, and how to send to it."""
+    with throwaway(name, args.database_url) as url:
+        services, keys = open_services(url, keydir)
+        try:
+            with contextlib.ExitStack() as stack:
+                send = (
+                    stack.enter_context(over_http(services, keys))
+                    if args.http
+                    else in_process(services)
+                )
+                yield services, send
+        finally:
+            services.engine.dispose()
+
+
+def bench_engine(name: str, work: list[Sent], args: argparse.Namespace) -> None:
     rows: list[tuple[str, ...]] = []
     count = sum(len(s.bundle["entry"]) for s in work)
+    how = "HTTP" if args.http else "handle()"
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dhr-bench-keys-") as keydir:
-        with throwaway(name, args.database_url) as url:
-            services, keys = open_services(url, Path(keydir))
-            try:
-                print(
-                    f"[{name}] {len(work)} transaction Bundles, {count:,} resources ...", flush=True
-                )
-                floor = validation_rate(items)
-                with contextlib.ExitStack() as stack:
-                    send = (
-                        stack.enter_context(over_http(services, keys))
-                        if args.http
-                        else in_process(services)
-                    )
-                    seconds = send_transactions(send, work)
-                floor = (floor + validation_rate(items)) / 2
-                how = "HTTP" if args.http else "handle()"
-                rows.append(ratio_row(f"transactions ({how})", count, seconds, floor, TX_TARGET))
-                rows.append(link_row("linkage after transactions", linkage(services, work, True)))
-            finally:
-                services.engine.dispose()
+    validate([e["resource"] for s in work[:20] for e in s.bundle["entry"]])  # warm: lazy
+    with tempfile.TemporaryDirectory(prefix="dhr-bench-keys-") as tmp:
+        keydir = Path(tmp)
+        print(f"[{name}] {len(work)} transaction Bundles, {count:,} resources ...", flush=True)
+        with fresh(name, args, keydir) as (services, send):
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
+            timed = send_transactions(send, work)
+            if profiler:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats(args.profile).print_stats(40)
+            rows.append(ratio_row(f"transactions ({how})", timed, TX_TARGET))
+            rows.append(link_row("linkage after transactions", linkage(services, work, True)))
         if args.baseline:
-            with throwaway(name, args.database_url) as url:
-                services, _ = open_services(url, Path(keydir))
-                try:
-                    print(f"[{name}] the same Bundles, not as a source ...", flush=True)
-                    cli = cli_principal("bench")
+            print(f"[{name}] the same Bundles as the CLI principal (no source) ...", flush=True)
+            with fresh(name, args, keydir) as (services, _):
+                cli = cli_principal("bench")
 
-                    def plain(
-                        _s: BenchSource, path: str, body: bytes, h: dict[str, str]
-                    ) -> FhirResponse:
-                        return handle(
-                            services, FhirRequest("POST", path, headers=h, body=body), cli
-                        )
+                def plain(
+                    _: BenchSource, path: str, body: bytes, h: dict[str, str]
+                ) -> FhirResponse:
+                    return handle(services, FhirRequest("POST", path, headers=h, body=body), cli)
 
-                    floor = validation_rate(items)
-                    seconds = send_transactions(plain, work)
-                    floor = (floor + validation_rate(items)) / 2
-                    label = "transactions, not a source (info)"
-                    rows.append((*ratio_row(label, count, seconds, floor, TX_TARGET)[:5], "info"))
-                finally:
-                    services.engine.dispose()
+                timed = send_transactions(plain, work)
+                label = "transactions, not a source (handle())"
+                rows.append((*ratio_row(label, timed, TX_TARGET)[:5], "info"))
         if not args.no_import:
-            with throwaway(name, args.database_url) as url:
-                services, keys = open_services(url, Path(keydir))
-                try:
-                    print(
-                        f"[{name}] $import of the same resources into a fresh database ...",
-                        flush=True,
-                    )
-                    floor = validation_rate(items)
-                    with contextlib.ExitStack() as stack:
-                        send = (
-                            stack.enter_context(over_http(services, keys))
-                            if args.http
-                            else in_process(services)
-                        )
-                        seconds, why = send_imports(send, work)
-                    floor = (floor + validation_rate(items)) / 2
-                    if why is not None:
-                        rows.append(("$import", "n/a", "", "", f">= {IMPORT_TARGET}", why[:60]))
-                    else:
-                        rows.append(
-                            ratio_row("$import (NDJSON)", count, seconds, floor, IMPORT_TARGET)
-                        )
-                        rows.append(
-                            link_row("linkage after $import", linkage(services, work, False))
-                        )
-                finally:
-                    services.engine.dispose()
+            print(f"[{name}] $import of the same resources into a fresh database ...", flush=True)
+            with fresh(name, args, keydir) as (services, send):
+                timed, why = send_imports(send, work)
+                if why is not None:
+                    rows.append(("$import", "n/a", "", "", f">= {IMPORT_TARGET}", why[:70]))
+                else:
+                    rows.append(ratio_row(f"$import NDJSON ({how})", timed, IMPORT_TARGET))
+                    rows.append(link_row("linkage after $import", linkage(services, work, False)))
     print(f"\n{name} ({time.perf_counter() - started:.0f}s)")
     header = ("measure", "DHR", "R4B validation", "ratio", "target", "verdict")
     print_table(header, rows, {0, 5})
@@ -476,8 +489,15 @@ def main() -> int:
         "--database-url", default=None, help="PostgreSQL server to create a private database on"
     )
     parser.add_argument("--all", action="store_true", help="the 617 Bundles (default: 100)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N Bundle files")
     parser.add_argument("--http", action="store_true", help="through uvicorn with real tokens")
     parser.add_argument("--no-import", action="store_true", help="skip the $import pass")
+    parser.add_argument(
+        "--profile",
+        choices=["cumulative", "tottime"],
+        default=None,
+        help="cProfile the transactions, sorted so",
+    )
     parser.add_argument(
         "--baseline",
         action="store_true",
@@ -491,7 +511,7 @@ def main() -> int:
         print(f"PostgreSQL does not answer at {args.database_url}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="dhr-bench-data-") as tmp:
-        files = extract(ALL if args.all else SMALL, Path(tmp))
+        files = extract(ALL if args.all else SMALL, Path(tmp))[: args.limit]
         work = plan(files)
     items = [e["resource"] for s in work for e in s.bundle["entry"]]
     senders: dict[str, set[str]] = {}
@@ -504,7 +524,7 @@ def main() -> int:
         f"sources; {len(work)} Bundles sent, {len(items):,} resources"
     )
     for name in engines:
-        bench_engine(name, work, items, args)
+        bench_engine(name, work, args)
     return 0
 
 

@@ -55,7 +55,7 @@ def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     from dhr.loader import run_load
 
-    return run_load(settings, args.paths)
+    return run_load(settings, args.paths, source_id=args.source)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_db_upgrade)
     load = sub.add_parser("load", help="load Bundle JSON and NDJSON files through the write path")
     load.add_argument("paths", nargs="+")
+    load.add_argument(
+        "--source",
+        metavar="SOURCE_ID",
+        default=None,
+        help="load as this registered source system (attributed to it, through the ingest "
+        "planner; an NDJSON file is one all-or-nothing $import)",
+    )
     load.set_defaults(func=_load)
     from dhr.auth import client_cli, token_cli, user_cli
 

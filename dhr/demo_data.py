@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
-ODS_CODE = "https://fhir.nhs.uk/Id/ods-organization-code"
+from dhr.record.vocab import NHS_NUMBER_SYSTEM as NHS_NUMBER
+from dhr.record.vocab import ODS_CODE_SYSTEM as ODS_CODE
+
 GMC_NUMBER = "https://fhir.hl7.org.uk/Id/gmc-number"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"

@@ -35,6 +35,7 @@ from dhr.api.message import FhirRequest
 from dhr.auth import clients
 from dhr.auth.model import ClientKind
 from dhr.auth.token_cli import new_key_pair
+from dhr.record.nhs_number import check_digit
 from dhr.record.sources import register_source
 from dhr.record.vocab import NHS_NUMBER_SYSTEM, ODS_CODE_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_MASTER
 from dhr.store import db, source_store
@@ -111,19 +112,12 @@ class Person:
     moved: bool = False  # from the EMIS practice to the SystmOne practice
 
 
-def nhs_check_digit(nine: str) -> int | None:
-    """Modulus 11 check digit of the first nine digits (None: 10, no valid number)."""
-    total = sum(int(d) * w for d, w in zip(nine, range(10, 1, -1), strict=True))
-    check = (11 - total % 11) % 11
-    return None if check == 10 else check
-
-
 def nhs_test_numbers(count: int, start: int = 999_000_001) -> list[str]:
     """``count`` valid NHS numbers in the 999 test range, in order from ``start``."""
     out: list[str] = []
     stem = start
     while len(out) < count:
-        digit = nhs_check_digit(str(stem))
+        digit = check_digit(str(stem))
         if digit is not None:
             out.append(f"{stem}{digit}")
         stem += 1

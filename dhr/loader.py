@@ -15,22 +15,38 @@ so the load is enforced and audited like any client's writes:
 * NDJSON (https://hl7.org/fhir/uv/bulkdata/export.html#file-format) is one resource per line,
   treated like a single resource; a bad line is reported and the rest of the file still loads.
 
+``dhr load --source SOURCE_ID`` loads as that registered, active source system (ARCHITECTURE.md
+"The unified record"): it runs as :func:`dhr.access.system.source_principal` of the source's
+backend client instead of the CLI principal, so every write is attributed to the source
+(``meta.source``, controller tags, Provenance) and planned by the ingest planner
+(:mod:`dhr.record.ingest`: the source's ids mapped, patients linked by NHS number):
+
+* a transaction Bundle is one ingest, a batch Bundle one ingest per entry (posted as above);
+* an NDJSON file is one ``$import`` (:mod:`dhr.operations.bulk_import`): one ingest of the
+  whole file, all or nothing, so lines may reference lines further down; a bad line fails the
+  file (every bad line is listed, and every line of the file counts as failed);
+* a ``collection``/``searchset``/``history`` Bundle's resources likewise form one ``$import``
+  (errors name ``entry[n]``);
+* a single resource is a create (``POST Type``) whose id stays the source's own: the planner
+  maps it (an update when the source sent it before), never clashing with the server's ids.
+
 Exit code: 0 when everything loaded, 1 when some entries failed, 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Engine
 
-from dhr.access.system import cli_principal
+from dhr.access.system import cli_principal, source_principal
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import FHIR_JSON
 from dhr.api.message import FhirRequest, FhirResponse
@@ -42,6 +58,8 @@ from dhr.fhir.ids import is_valid_id
 from dhr.interactions import bundle  # noqa: F401 - registers the batch/transaction processor
 from dhr.loading.files import UsageError, discover, kind_of, ndjson_lines, read_all
 from dhr.loading.progress import Progress
+from dhr.operations.bulk_import import FHIR_NDJSON
+from dhr.record.sources import Source
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -124,9 +142,12 @@ def _status_code(status: Any) -> int | None:
 class Loader:
     """Loads files into one server's database, counting and collecting errors."""
 
-    def __init__(self, services: Services, progress: Progress, principal: Principal) -> None:
+    def __init__(
+        self, services: Services, progress: Progress, principal: Principal, as_source: bool = False
+    ) -> None:
         self.services = services
         self.principal = principal
+        self.as_source = as_source  # the principal is a source: ingest whole files ($import)
         self.progress = progress
         self.result = LoadResult()
 
@@ -136,7 +157,10 @@ class Loader:
         name = str(path)
         self.progress.start_file(name)
         try:
-            if kind_of(path) == "ndjson":
+            if kind_of(path) == "ndjson" and self.as_source:
+                raw = read_all(path)
+                self._import(raw, name, lambda n: f"line {n}")
+            elif kind_of(path) == "ndjson":
                 self._load_ndjson(path, name)
             else:
                 self._load_json(path, name)
@@ -170,6 +194,8 @@ class Loader:
         kind = data.get("type")
         if kind in POSTED_AS_IS:
             self._post_bundle(raw, data, name)
+        elif kind in ENTRY_BY_ENTRY and self.as_source:
+            self._import_entries(data, name)
         elif kind in ENTRY_BY_ENTRY:
             self._load_entries(data, name)
         else:
@@ -183,7 +209,7 @@ class Loader:
             self._fail(LoadError(name, where, 400, "The resource has no valid resourceType"))
             return
         rid = resource.get("id")
-        if rid is None:
+        if rid is None or self.as_source:  # a source's id is its own: the planner maps it
             req = FhirRequest("POST", rtype, headers=dict(_HEADERS), parsed_body=resource)
         elif isinstance(rid, str) and is_valid_id(rid):
             req = FhirRequest("PUT", f"{rtype}/{rid}", headers=dict(_HEADERS), parsed_body=resource)
@@ -199,10 +225,16 @@ class Loader:
             self._fail(LoadError(name, where, response.status, _diagnostics(response)))
 
     def _load_entries(self, data: dict[str, Any], name: str) -> None:
+        for where, resource in self._content(data, name):
+            self._put_or_post(resource, name, where)
+
+    def _content(self, data: dict[str, Any], name: str) -> list[tuple[str, dict[str, Any]]]:
+        """The resources a content Bundle carries, with where they are (bad entries failed)."""
         entries = data.get("entry") or []
         if not isinstance(entries, list):
             self._fail(LoadError(name, "file", 400, "Bundle.entry is not a list"))
-            return
+            return []
+        out: list[tuple[str, dict[str, Any]]] = []
         for index, entry in enumerate(entries):
             where = f"entry[{index}]"
             if not isinstance(entry, dict):
@@ -217,7 +249,34 @@ class Loader:
             if not isinstance(resource, dict):
                 self._fail(LoadError(name, where, 400, "The entry has no resource"))
                 continue
-            self._put_or_post(resource, name, where)
+            out.append((where, resource))
+        return out
+
+    def _import_entries(self, data: dict[str, Any], name: str) -> None:
+        """A content Bundle's resources as one ``$import`` (one NDJSON line per resource)."""
+        content = self._content(data, name)
+        if not content:
+            return
+        raw = b"\n".join(jsonio.dumps(resource) for _, resource in content)
+        self._import(raw, name, lambda n: content[n - 1][0] if 0 < n <= len(content) else "file")
+
+    def _import(self, raw: bytes, name: str, where_of: Callable[[int], str]) -> None:
+        """Post NDJSON to ``$import`` as the source: all lines load, or none (each bad one is
+        reported where ``where_of(line number)`` says)."""
+        lines = sum(1 for line in raw.split(b"\n") if line.strip())
+        if not lines:
+            return
+        headers = {"content-type": FHIR_NDJSON, "prefer": "return=representation"}
+        req = FhirRequest("POST", "$import", headers=headers, body=raw)
+        response = handle(self.services, req, self.principal)
+        body = response.body_json() if response.status < 300 else None
+        if body is not None and body.get("resourceType") == "Parameters":
+            self._ok(_total(body, lines))
+            return
+        errors = _import_errors(name, response, where_of)
+        self._fail(errors[0], lines)
+        for error in errors[1:]:
+            self._fail(error, 0)
 
     def _post_bundle(self, raw: bytes, data: dict[str, Any], name: str) -> None:
         entries = data.get("entry") or []
@@ -251,14 +310,49 @@ class Loader:
 
     # -- counting ------------------------------------------------------------------------
 
-    def _ok(self) -> None:
-        self.result.loaded += 1
-        self.progress.count(loaded=1)
+    def _ok(self, entries: int = 1) -> None:
+        self.result.loaded += entries
+        self.progress.count(loaded=entries)
 
     def _fail(self, error: LoadError, entries: int = 1) -> None:
         self.result.errors.append(error)
         self.result.failed += entries
         self.progress.count(failed=entries)
+
+
+_LINE = re.compile(r"^line\[(\d+)\]")
+_LINE_PREFIX = re.compile(r"^line \d+: ")
+
+
+def _total(parameters: dict[str, Any], default: int) -> int:
+    for part in parameters.get("parameter") or []:
+        if isinstance(part, dict) and part.get("name") == "total":
+            value = part.get("valueInteger")
+            return value if isinstance(value, int) else default
+    return default
+
+
+def _import_errors(
+    name: str, response: FhirResponse, where_of: Callable[[int], str]
+) -> list[LoadError]:
+    """One LoadError per issue of a refused ``$import`` (at its line, else at the file)."""
+    try:
+        outcome = response.body_json()
+    except ValueError:
+        outcome = None
+    issues = outcome.get("issue") if isinstance(outcome, dict) else None
+    errors: list[LoadError] = []
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, dict):
+            continue
+        expression = issue.get("expression") or [""]
+        found = _LINE.match(str(expression[0]))
+        where = where_of(int(found.group(1))) if found else "file"
+        text = outcome_text({"issue": [issue]})
+        if found:
+            text = _LINE_PREFIX.sub("", text)
+        errors.append(LoadError(name, where, response.status, text))
+    return errors or [LoadError(name, "file", response.status, _diagnostics(response))]
 
 
 def _diagnostics(response: FhirResponse) -> str:
@@ -274,11 +368,12 @@ def load_files(
     total: int,
     stderr: TextIO | None = None,
     principal: Principal | None = None,
+    as_source: bool = False,
 ) -> LoadResult:
-    """Load ``files`` one after another as ``principal`` (default: the CLI system principal);
-    Ctrl-C stops after a partial summary."""
+    """Load ``files`` one after another as ``principal`` (default: the CLI system principal;
+    ``as_source``: it is a source system's); Ctrl-C stops after a partial summary."""
     progress = Progress(stderr or sys.stderr, total)
-    loader = Loader(services, progress, principal or cli_principal())
+    loader = Loader(services, progress, principal or cli_principal(), as_source)
     started = time.perf_counter()
     try:
         for path in files:
@@ -307,10 +402,32 @@ def _migrate(engine: Engine, err: TextIO) -> None:
         print(f"dhr load: created the schema in {engine.url.render_as_string()}", file=err)
 
 
+def source_for_load(engine: Engine, source_id: str) -> Source | str:
+    """The registered, active source ``source_id`` whose client may send, or why not."""
+    from dhr.store.auth_client_store import client_row
+    from dhr.store.source_store import get_source
+
+    with engine.connect() as conn:
+        source = get_source(conn, source_id)
+        client = client_row(conn, source.client_id) if source is not None else None
+    if source is None:
+        return f"no source {source_id!r} is registered (see `dhr sources list`)"
+    if not source.active:
+        return f"source {source_id!r} is inactive"
+    if client is None or not client._mapping["active"]:
+        return f"the client {source.client_id!r} of source {source_id!r} is revoked"
+    return source
+
+
 def run_load(
-    settings: Settings, paths: list[str], stdout: TextIO | None = None, stderr: TextIO | None = None
+    settings: Settings,
+    paths: list[str],
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    source_id: str | None = None,
 ) -> int:
-    """``dhr load``: migrate the database if needed, load every file, print a summary."""
+    """``dhr load``: migrate the database if needed, load every file (as source ``source_id``
+    when given), print a summary."""
     from dhr.store import db
 
     out = stdout or sys.stdout
@@ -329,7 +446,15 @@ def run_load(
     engine = db.engine_for(settings)
     try:
         _migrate(engine, err)
-        result = load_files(Services(settings, engine), files, len(files), err)
+        principal = None
+        if source_id is not None:
+            source = source_for_load(engine, source_id)
+            if isinstance(source, str):
+                print(f"dhr load: {source}", file=err)
+                return EXIT_USAGE
+            principal = source_principal(source.client_id)
+        services = Services(settings, engine)
+        result = load_files(services, files, len(files), err, principal, source_id is not None)
         db.analyze(engine)
     finally:
         engine.dispose()

@@ -63,6 +63,10 @@ INTERACTIONS: dict[str, tuple[str, Action]] = {
     "everything": ("operation", "E"),
     "validate": ("operation", "E"),
     "access-log": ("operation", "E"),
+    "match": ("operation", "E"),
+    "import": ("operation", "C"),
+    "link": ("operation", "U"),
+    "unlink": ("operation", "U"),
     "batch": ("batch", "E"),
     "transaction": ("transaction", "E"),
     "bundle": ("batch", "E"),  # a Bundle refused before its type is known

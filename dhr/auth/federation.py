@@ -78,6 +78,7 @@ from dhr.auth.model import Principal
 from dhr.auth.scopes import parse_scopes
 from dhr.auth.users import User
 from dhr.config import IdentityProviderConfig, Settings
+from dhr.record.vocab import RECORD_ROLE_SYSTEM, ROLE_SOURCE_RECORD
 from dhr.store import auth_federation_store as fed_store
 from dhr.store import auth_user_store as user_store
 from dhr.store.db import unit_of_work
@@ -259,7 +260,13 @@ class Federation:
 
     # --- who the user is in DHR ---------------------------------------------------------------
 
-    def _find(self, config: IdentityProviderConfig, res_type: str, identifier: str) -> list[str]:
+    def _find(
+        self,
+        config: IdentityProviderConfig,
+        res_type: str,
+        identifier: str,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> list[str]:
         """The ids of the ``res_type`` resources with ``identifier`` (through the dispatcher)."""
         principal = Principal(
             subject=f"federation:{config.name}",
@@ -268,7 +275,7 @@ class Federation:
             scope_text=LOOKUP_SCOPE,
             roles=("system",),
         )
-        query = (("identifier", identifier), ("_count", "2"))
+        query = (("identifier", identifier), *extra, ("_count", "2"))
         resp = dispatch.handle(
             self.services, FhirRequest("GET", res_type, query, dict(_FHIR_HEADERS)), principal
         )
@@ -322,7 +329,9 @@ class Federation:
             raise FederationError(
                 403, "No NHS number", f"{config.display_name} gave no valid NHS number."
             )
-        found = self._find(config, "Patient", f"{NHS_NUMBER}|{number}")
+        # The person's master Patient (or their only record), never a source's linked record.
+        not_linked = (("_tag:not", f"{RECORD_ROLE_SYSTEM}|{ROLE_SOURCE_RECORD}"),)
+        found = self._find(config, "Patient", f"{NHS_NUMBER}|{number}", not_linked)
         if len(found) != 1:
             what = "no record" if not found else "more than one record"
             raise FederationError(

@@ -34,6 +34,7 @@ from joserfc.jwk import ECKey, RSAKey
 from dhr.auth import roles as rbac
 from dhr.auth import users
 from dhr.config import IdentityProviderConfig
+from dhr.record.nhs_number import is_valid_nhs_number
 
 HTTP_TIMEOUT_SECONDS = 5.0
 METADATA_SECONDS = 3600.0  # discovery document and JWK Set are kept this long
@@ -332,8 +333,5 @@ def display_name(claims: dict[str, Any]) -> str:
 
 
 def valid_nhs_number(value: str) -> bool:
-    """Ten ASCII digits whose last is the modulus 11 check digit of the first nine."""
-    if len(value) != 10 or not value.isascii() or not value.isdigit():
-        return False
-    check = 11 - sum(int(d) * (10 - i) for i, d in enumerate(value[:9])) % 11
-    return check != 10 and check % 11 == int(value[9])
+    """A valid NHS number (:func:`dhr.record.nhs_number.is_valid_nhs_number`)."""
+    return is_valid_nhs_number(value)

@@ -19,8 +19,8 @@ from dhr.auth.model import Principal
 from dhr.auth.pages import PatientRow
 from dhr.auth.scopes import parse_scopes
 from dhr.auth.users import User
+from dhr.record.vocab import NHS_NUMBER_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_SOURCE_RECORD
 
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 MAX_RESULTS = 20
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _HEADERS = {"accept": "application/fhir+json"}
@@ -81,7 +81,9 @@ def search_query(text: str) -> list[tuple[str, str]]:
         criterion = ("identifier", f"{NHS_NUMBER_SYSTEM}|{digits}")
     else:
         criterion = ("name", text.strip())
-    return [criterion, ("_count", str(MAX_RESULTS))]
+    # A person appears once: the master Patient, not each source system's linked record.
+    not_linked = ("_tag:not", f"{RECORD_ROLE_SYSTEM}|{ROLE_SOURCE_RECORD}")
+    return [criterion, not_linked, ("_count", str(MAX_RESULTS))]
 
 
 def search_patients(services: Services, principal: Principal, text: str) -> list[PatientRow]:

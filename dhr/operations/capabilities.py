@@ -76,6 +76,25 @@ _EVERYTHING = {
 }
 
 
+# Patient-level operations beyond $everything: $match (FHIR), $access-log, $link and $unlink (DHR).
+_PATIENT_OPERATIONS = [
+    _EVERYTHING,
+    {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+    {
+        "name": "access-log",
+        "definition": "https://dhr.nhs.example/fhir/OperationDefinition/access-log",
+    },
+    {"name": "link", "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-link"},
+    {
+        "name": "unlink",
+        "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-unlink",
+    },
+]
+_IMPORT = {
+    "name": "import",
+    "definition": "https://dhr.nhs.example/fhir/OperationDefinition/import",
+}
+
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 _SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
@@ -137,7 +156,7 @@ def _statement(base: str, auth_base: str | None) -> dict[str, Any]:
             "searchInclude": _includes(name),
             "searchRevInclude": _revincludes(name),
             "searchParam": _search_params(name),
-            "operation": [validate_op, *([_EVERYTHING] if name == "Patient" else [])],
+            "operation": [validate_op, *(_PATIENT_OPERATIONS if name == "Patient" else [])],
         }
         for name in sorted(resource_types())
     ]
@@ -166,6 +185,7 @@ def _statement(base: str, auth_base: str | None) -> dict[str, Any]:
                     {"code": "batch"},
                     {"code": "history-system"},
                 ],
+                "operation": [_IMPORT],
                 **({"security": _security(base, auth_base)} if auth_base else {}),
             }
         ],

@@ -100,13 +100,14 @@ def match(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
             continue
         found.append(Match(res_id, resource, graded[0], graded[1]))
     found.sort(key=lambda m: (-m.points, m.res_id))
-    entries = [_entry(ctx, m) for m in found[: wanted.count]]
+    shown = found[: wanted.count]
+    entries = [_entry(ctx, m) for m in shown]
     if not _searchable(facts):
         entries.append(_advice())
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(found[: wanted.count]),
+        "total": len(shown),
         "link": [{"relation": "self", "url": f"{ctx.base}/Patient/$match"}],
     }
     if entries:

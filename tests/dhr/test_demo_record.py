@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from dhr.api.dispatch import Services
+from dhr.demo import load_demo
 from dhr.demo_record import (
     CONFLICT,
     EMIS,
@@ -32,7 +33,7 @@ from dhr.demo_record import (
     TPP,
     demo_bundles,
     demo_sources,
-    nhs_check_digit,
+    nhs_test_numbers,
     seed_unified_record,
 )
 from dhr.fhir.types import model_class
@@ -78,12 +79,12 @@ def test_generation_is_deterministic() -> None:
     assert list(first) == [s.source_id for s in demo_sources()] == ["demo-emis", "demo-tpp"]
 
 
-def test_check_digit_agrees_with_the_modulus_11_check() -> None:
-    assert nhs_check_digit("943476591") == 9  # 9434765919, an NHS test number
-    assert nhs_check_digit("999000003") == 4
-    assert nhs_number_is_valid("9990000034")
-    assert not nhs_number_is_valid("9990000035")
-    assert nhs_check_digit("999000014") is None  # 11 - remainder is 10: no valid number
+def test_test_numbers_skip_stems_without_a_valid_check_digit() -> None:
+    numbers = nhs_test_numbers(14)
+    assert numbers[:3] == ["9990000018", "9990000026", "9990000034"]
+    assert not any(n.startswith("999000014") for n in numbers)  # 11 - remainder would be 10
+    assert all(nhs_number_is_valid(n) for n in numbers)
+    assert nhs_test_numbers(1, start=943476591) == ["9434765919"]  # an NHS test number
 
 
 def test_every_nhs_number_but_the_absent_one_is_valid_modulus_11() -> None:
@@ -249,3 +250,17 @@ def test_the_printed_token_and_everything_commands_work(server: LiveServer, engi
     sources = {e["resource"].get("meta", {}).get("source") for e in answer.json()["entry"]}
     assert {source_uri(EMIS.source_id), source_uri(TPP.source_id)} <= sources
     assert str(MOVED.nhs) in everything or str(MOVED.nhs) in "\n".join(lines)
+
+
+def test_the_demo_start_up_text_names_both_sources_and_an_nhs_number(
+    server: LiveServer, engine: Engine
+) -> None:
+    load_demo(server.settings, engine)
+    before = versions(engine)
+    message = load_demo(server.settings, engine)  # the second start adds nothing
+    assert versions(engine) == before
+    for source in demo_sources():
+        assert f"{source.source_id}: " in message
+        assert source.ods_code in message
+    assert f"NHS {MOVED.nhs}" in message
+    assert "$everything" in message

@@ -20,7 +20,8 @@ from dhr.record.vocab import (
     ROLE_MASTER,
     ROLE_SOURCE_RECORD,
 )
-from tests.helpers import assert_outcome, created_id
+from tests.conftest import LiveServer
+from tests.helpers import TokenIssuer, assert_outcome, bearer, created_id
 
 
 def nhs_number() -> str:
@@ -171,6 +172,21 @@ def test_source_records_are_not_returned(client: httpx.Client) -> None:
     assert matches(client, params(person(family, nhs=number))) == [(master, 1.0, "certain")]
     no_number = person(family)
     assert [i for i, _, _ in matches(client, params(no_number))] == [master]
+
+
+def test_candidates_are_only_what_the_token_may_search(
+    client: httpx.Client, server: LiveServer, issue_token: TokenIssuer
+) -> None:
+    family = unique("Scope")
+    mine = store(client, person(family))
+    store(client, person(family, given="Other"))
+    assert len(matches(client, params(person(family)))) == 2
+    token = issue_token("patient/Patient.rs", patient=mine)
+    with httpx.Client(base_url=server.base + "/", timeout=30, headers=bearer(token)) as http:
+        assert matches(http, params(person(family))) == [(mine, 1.0, "certain")]
+    reader = issue_token("system/Patient.r")
+    with httpx.Client(base_url=server.base + "/", timeout=30, headers=bearer(reader)) as http:
+        assert_outcome(http.post("Patient/$match", json=params(person(family))), 403)
 
 
 def test_bad_requests_are_400(client: httpx.Client) -> None:
