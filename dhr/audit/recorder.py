@@ -241,6 +241,18 @@ class AuditRecorder:
     def keys(self) -> list[object]:
         return list(self._collected)
 
+    def gather(self) -> None:
+        """Record again under the request itself (key None) everything touched under other
+        keys: a single write or ``$import`` that ran as an ingest's transaction entries is one
+        interaction, and its AuditEvents name every patient those entries touched."""
+        collected = [self.patients(key) for key in self.keys() if key is not None]
+        self.select(None)
+        for by_patient in collected:
+            for patient, entities in by_patient.items():
+                for entity in entities:
+                    res_type, _, res_id = entity.partition("/")
+                    self.touched(res_type, res_id, patient)
+
     def denial(self, key: object = None) -> str | None:
         found = self._collected.get(key)
         return found.denial if found is not None else None

@@ -32,4 +32,7 @@ def source_write(
     headers = {k: req.header(k) or "" for k in ("prefer", "if-match") if req.header(k)}
     entry = BundleEntry(0, req.method, url, None, body, headers)
     entity = f"{req.method} {url} (request {ctx.request_id})"
-    return ingest.ingest_entries(ctx, [entry], entity)[0]
+    try:
+        return ingest.ingest_entries(ctx, [entry], entity)[0]
+    finally:
+        ctx.audit.gather()  # one interaction: its AuditEvents name every patient touched

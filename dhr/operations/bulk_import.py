@@ -44,8 +44,9 @@ Response (200), chosen with ``Prefer`` (https://hl7.org/fhir/R4/http.html#ops):
 
 The Provenance ``entity`` is ``$import <request id>``. Audit: the dispatcher audits this write
 route (IHE BALP) from the request's recorder; the ingest's transaction collects per entry, so
-everything its entries touched is gathered back under the request (:func:`_gather_audit`) and
-the AuditEvents name every patient the import touched, on success and on failure.
+everything its entries touched is gathered back under the request
+(:meth:`~dhr.audit.recorder.AuditRecorder.gather`) and the AuditEvents name every patient the
+import touched, on success and on failure.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def run_import(ctx: RequestContext, body: bytes, entity: str) -> ImportResult:
     except FhirError as exc:
         raise _at_line(exc) from None
     finally:
-        _gather_audit(ctx)
+        ctx.audit.gather()
     return ImportResult(len(entries), outcome)
 
 
@@ -239,19 +240,6 @@ def _at_line(exc: FhirError) -> FhirError:
 
 
 # -- audit -----------------------------------------------------------------------------------
-
-
-def _gather_audit(ctx: RequestContext) -> None:
-    """Everything the ingest's entries touched, recorded again under the request itself (the
-    dispatcher builds this route's AuditEvents from the request's own collection)."""
-    audit = ctx.audit
-    collected = [audit.patients(key) for key in audit.keys() if key is not None]  # noqa: SIM118
-    audit.select(None)
-    for by_patient in collected:
-        for patient, entities in by_patient.items():
-            for entity in entities:
-                res_type, _, res_id = entity.partition("/")
-                audit.touched(res_type, res_id, patient)
 
 
 # -- the answer ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, text
 
 from tests.dhr.record.sources_fixture import (
     CONTROLLER,
@@ -279,3 +280,21 @@ def test_single_writes_by_a_source_are_ingested_too(
     assert posted.status_code == 201, posted.text
     master = _master(client, nhs)
     assert posted.json()["subject"]["reference"] == f"Patient/{master['id']}"
+
+
+def test_a_single_write_by_a_source_is_audited_with_its_patient(
+    client: httpx.Client, feeds: dict[str, Feed], engine: Engine
+) -> None:
+    nhs = nhs_number()
+    created = feeds["emis"].http.post("Patient", json=patient_entry("e-pat-12", nhs)["resource"])
+    assert created.status_code == 201, created.text
+    master = _master(client, nhs)["id"]
+    record = created.headers["Location"].split("/_history/")[0].rsplit("/", 1)[1]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT patient FROM audit_event WHERE client_id = :c AND subtype = 'create'"),
+            {"c": feeds["emis"].source.client_id},
+        ).all()
+    patients = {r[0] for r in rows}
+    assert None not in patients
+    assert master in patients or f"Patient/{master}" in patients, (patients, record)
