@@ -79,7 +79,9 @@ Resource = dict[str, Any]
 TX_TARGET = 0.4
 IMPORT_TARGET = 0.6
 LINK_TARGET = 100.0
-IMPORT_CHUNK = 10  # Bundles per $import request
+PROGRESS = 100  # Bundles per progress line (long runs)
+IMPORT_CHUNK = 10  # Bundles per $import request, at most
+IMPORT_BYTES = 8 * 1024 * 1024  # NDJSON per $import request, about (max_body_bytes is 16 MiB)
 FHIR_JSON = {"content-type": "application/fhir+json"}
 NDJSON = {"content-type": "application/fhir+ndjson"}
 B_NAMESPACE = uuid.UUID("0d5e7c1a-3b6f-4e8d-9a21-7c4b5e6f8a90")
@@ -290,7 +292,7 @@ def validate(resources: list[Resource]) -> float:
 def send_transactions(send: Send, work: list[Sent]) -> Timed:
     """POST every Bundle (recording the server ids its entries got)."""
     timed = Timed()
-    for sent in work:
+    for i, sent in enumerate(work):
         body = orjson.dumps(sent.bundle)
         resources = [e["resource"] for e in sent.bundle["entry"]]
         timed.validate += validate(resources)
@@ -305,29 +307,44 @@ def send_transactions(send: Send, work: list[Sent]) -> Timed:
             "/".join(e["response"]["location"].split("/_history/")[0].split("/")[-2:])
             for e in reply["entry"]
         ]
+        if len(work) > PROGRESS and (i + 1) % PROGRESS == 0:
+            print(f"  {i + 1}/{len(work)} Bundles, {timed.count / timed.send:,.0f}/s", flush=True)
     return timed
 
 
-def send_imports(send: Send, work: list[Sent]) -> tuple[Timed, str | None]:
-    """POST ``$import`` bodies per source and chunk of Bundles; why not, when refused."""
-    timed = Timed()
+def import_bodies(work: list[Sent]) -> Iterator[tuple[BenchSource, list[bytes]]]:
+    """Per source, NDJSON lines of up to IMPORT_CHUNK Bundles and IMPORT_BYTES (a resource
+    once per body: Synthea repeats its Organizations and Practitioners)."""
     for source in SOURCES:
-        mine = [s for s in work if s.source == source]
-        for start in range(0, len(mine), IMPORT_CHUNK):
-            chunk = mine[start : start + IMPORT_CHUNK]
-            lines: dict[str, bytes] = {}  # a resource once per import (Synthea repeats some)
-            for s in chunk:
-                for e, line in zip(s.bundle["entry"], ndjson_lines(s.bundle), strict=True):
+        lines: dict[str, bytes] = {}
+        size = bundles = 0
+        for sent in (s for s in work if s.source == source):
+            for e, line in zip(sent.bundle["entry"], ndjson_lines(sent.bundle), strict=True):
+                if (
                     lines.setdefault(f"{e['resource']['resourceType']}/{e['resource']['id']}", line)
-            body = b"\n".join(lines.values()) + b"\n"
-            resources = [orjson.loads(line) for line in lines.values()]
-            timed.validate += validate(resources)
-            started = time.perf_counter()
-            resp = send(source, "$import", body, NDJSON)
-            timed.send += time.perf_counter() - started
-            timed.count += len(resources)
-            if resp.status >= 300:
-                return timed, f"{resp.status} {str(resp.body_json())[:200]}"
+                    is line
+                ):
+                    size += len(line) + 1
+            bundles += 1
+            if bundles >= IMPORT_CHUNK or size >= IMPORT_BYTES:
+                yield source, list(lines.values())
+                lines, size, bundles = {}, 0, 0
+        if lines:
+            yield source, list(lines.values())
+
+
+def send_imports(send: Send, work: list[Sent]) -> tuple[Timed, str | None]:
+    """POST the ``$import`` bodies; why not, when one is refused."""
+    timed = Timed()
+    for source, lines in import_bodies(work):
+        resources = [orjson.loads(line) for line in lines]
+        timed.validate += validate(resources)
+        started = time.perf_counter()
+        resp = send(source, "$import", b"\n".join(lines) + b"\n", NDJSON)
+        timed.send += time.perf_counter() - started
+        timed.count += len(resources)
+        if resp.status >= 300:
+            return timed, f"{resp.status} {str(resp.body_json())[:200]}"
     return timed, None
 
 
@@ -420,6 +437,21 @@ def link_row(label: str, result: tuple[int, int, list[str]]) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
+def profiled(sort: str | None) -> Iterator[None]:
+    """cProfile the block and print its top 40 functions (``--profile``)."""
+    if sort is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats(sort).print_stats(40)
+
+
+@contextlib.contextmanager
 def fresh(name: str, args: argparse.Namespace, keydir: Path) -> Iterator[tuple[Services, Send]]:
     """A fresh database with the sources registered, and how to send to it."""
     with throwaway(name, args.database_url) as url:
@@ -446,13 +478,8 @@ def bench_engine(name: str, work: list[Sent], args: argparse.Namespace) -> None:
         keydir = Path(tmp)
         print(f"[{name}] {len(work)} transaction Bundles, {count:,} resources ...", flush=True)
         with fresh(name, args, keydir) as (services, send):
-            profiler = cProfile.Profile() if args.profile else None
-            if profiler:
-                profiler.enable()
-            timed = send_transactions(send, work)
-            if profiler:
-                profiler.disable()
-                pstats.Stats(profiler).sort_stats(args.profile).print_stats(40)
+            with profiled(args.profile):
+                timed = send_transactions(send, work)
             rows.append(ratio_row(f"transactions ({how})", timed, TX_TARGET))
             rows.append(link_row("linkage after transactions", linkage(services, work, True)))
         if args.baseline:
@@ -471,7 +498,8 @@ def bench_engine(name: str, work: list[Sent], args: argparse.Namespace) -> None:
         if not args.no_import:
             print(f"[{name}] $import of the same resources into a fresh database ...", flush=True)
             with fresh(name, args, keydir) as (services, send):
-                timed, why = send_imports(send, work)
+                with profiled(args.profile):
+                    timed, why = send_imports(send, work)
                 if why is not None:
                     rows.append(("$import", "n/a", "", "", f">= {IMPORT_TARGET}", why[:70]))
                 else:
@@ -496,7 +524,7 @@ def main() -> int:
         "--profile",
         choices=["cumulative", "tottime"],
         default=None,
-        help="cProfile the transactions, sorted so",
+        help="cProfile each phase, sorted so",
     )
     parser.add_argument(
         "--baseline",

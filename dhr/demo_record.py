@@ -26,6 +26,7 @@ import shlex
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dhr.access.system import cli_principal, source_principal
@@ -38,7 +39,7 @@ from dhr.auth.token_cli import new_key_pair
 from dhr.record.nhs_number import check_digit
 from dhr.record.sources import register_source
 from dhr.record.vocab import NHS_NUMBER_SYSTEM, ODS_CODE_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_MASTER
-from dhr.store import db, source_store
+from dhr.store import auth_client_store, db, source_store
 
 JSON = dict[str, Any]
 SEED = "dhr-unified-record-demo-1"
@@ -462,15 +463,26 @@ class DemoSeedError(RuntimeError):
     """A demo source or Bundle was refused: a bug in the demo or in the server."""
 
 
+def _write_key(path: Path, private: JSON) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(private, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
 def _ensure_source(services: Services, source: DemoSource) -> None:
     """Register the source's backend client (its private key in the data dir) and the source."""
     engine = services.engine
-    if clients.get_client(engine, source.client_id) is None:
+    key_path = services.settings.data_dir.resolve() / f"{source.client_id}.key.json"
+    known = clients.get_client(engine, source.client_id) is not None
+    # The database outlived the data directory: the demo client gets a new key.
+    if known and not key_path.is_file():
         private, public = new_key_pair("RS384")
-        key_path = services.settings.data_dir.resolve() / f"{source.client_id}.key.json"
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        key_path.write_text(json.dumps(private, indent=2) + "\n", encoding="utf-8")
-        key_path.chmod(0o600)
+        _write_key(key_path, private)
+        with db.unit_of_work(engine, write=True) as conn:
+            auth_client_store.set_client_jwks(conn, source.client_id, json.dumps(public))
+    elif not known:
+        private, public = new_key_pair("RS384")
+        _write_key(key_path, private)
         clients.register_client(
             engine,
             client_id=source.client_id,
@@ -542,7 +554,8 @@ def seed_unified_record(services: Services, out: list[str]) -> None:
         f"  {MOVED.given} {MOVED.family}'s unified record (NHS {MOVED.nhs}, master "
         f"Patient/{master or '?'}), as the practice she is registered with now:",
         f"  TOKEN=$(.venv/bin/dhr token --client-id {TPP.client_id} --key "
-        f"{shlex.quote(str(key))} --scope 'system/*.cruds')",
+        f"{shlex.quote(str(key))} --scope 'system/*.cruds')"
+        + ("" if key.is_file() else "  (key MISSING: remove dhr-data to start afresh)"),
         f'  curl -H "Authorization: Bearer $TOKEN" \'{base}/Patient?identifier='
         f"{NHS_NUMBER_SYSTEM}|{MOVED.nhs}'",
     ]

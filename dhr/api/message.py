@@ -22,6 +22,7 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes | None = None
     parsed_body: dict[str, Any] | None = None  # set when a Bundle entry already holds the resource
+    validated: bool = False  # parsed_body was already validated (an ingest validates up front)
 
     @staticmethod
     def from_url(method: str, url: str, **kwargs: Any) -> FhirRequest:

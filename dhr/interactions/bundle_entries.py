@@ -37,6 +37,7 @@ class BundleEntry:
     resource: dict[str, Any] | None
     headers: dict[str, str]
     assigned_id: str | None = None  # a POST's server id, chosen by an ingest plan
+    validated: bool = False  # the resource was validated before the entry was built
 
     @property
     def where(self) -> str:

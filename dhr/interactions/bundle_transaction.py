@@ -228,7 +228,9 @@ class Transaction:
         headers = dict(entry.headers)
         if "if-none-exist" in headers:
             headers["if-none-exist"] = self.refs.url(headers["if-none-exist"])
-        req = FhirRequest.from_url(entry.method, url, headers=headers, parsed_body=resource)
+        req = FhirRequest.from_url(
+            entry.method, url, headers=headers, parsed_body=resource, validated=entry.validated
+        )
         seg = req.segments
         if entry.method == "POST" and entry.index in self.assigned:
             response = self._create(entry, req, check_type(seg[0]))
@@ -258,7 +260,11 @@ class Transaction:
         url = self.refs.url(entry.url)
         resource = self.refs.rewrite(entry.resource) if entry.resource is not None else None
         req = FhirRequest.from_url(
-            entry.method, url, headers=dict(entry.headers), parsed_body=resource
+            entry.method,
+            url,
+            headers=dict(entry.headers),
+            parsed_body=resource,
+            validated=entry.validated,
         )
         res_type = check_type(req.segments[0])
         body = load_resource(req, res_type)

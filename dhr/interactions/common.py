@@ -25,7 +25,8 @@ def load_resource(req: FhirRequest, expected_type: str | None) -> dict[str, Any]
     else:
         check_body_type(req)
         data = jsonio.parse_object(req.body or b"")
-    validate_resource(data, expected_type)
+    if not req.validated:
+        validate_resource(data, expected_type)
     return data
 
 

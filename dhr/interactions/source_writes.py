@@ -30,7 +30,7 @@ def source_write(
         return None
     url = res_type if res_id is None else f"{res_type}/{res_id}"
     headers = {k: req.header(k) or "" for k in ("prefer", "if-match") if req.header(k)}
-    entry = BundleEntry(0, req.method, url, None, body, headers)
+    entry = BundleEntry(0, req.method, url, None, body, headers, validated=True)
     entity = f"{req.method} {url} (request {ctx.request_id})"
     try:
         return ingest.ingest_entries(ctx, [entry], entity)[0]

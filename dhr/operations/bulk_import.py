@@ -156,7 +156,8 @@ def parse_lines(body: bytes, limit: int) -> list[BundleEntry]:
                 )
                 problems.append((number, FhirError(400, "invalid", message, "import-duplicate")))
                 continue
-        entries.append(BundleEntry(number - 1, "POST", res_type, None, resource, {}))
+        entry = BundleEntry(number - 1, "POST", res_type, None, resource, {}, validated=True)
+        entries.append(entry)
     if problems:
         raise _bad_lines(problems, len(lines))
     return entries

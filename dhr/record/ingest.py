@@ -351,8 +351,12 @@ class _Planner:
             return BundleEntry(entry.index, "DELETE", url, None, None, headers)
         body = self._rewrite(item)
         if item.existing:
-            return BundleEntry(entry.index, "PUT", url, None, body, headers)
-        planned = BundleEntry(entry.index, "POST", item.res_type, None, body, headers)
+            return BundleEntry(
+                entry.index, "PUT", url, None, body, headers, validated=entry.validated
+            )
+        planned = BundleEntry(
+            entry.index, "POST", item.res_type, None, body, headers, validated=entry.validated
+        )
         planned.assigned_id = item.server_id
         return planned
 

@@ -61,6 +61,12 @@ def set_client_active(conn: Connection, client_id: str, active: bool) -> bool:
     return conn.execute(stmt).rowcount == 1
 
 
+def set_client_jwks(conn: Connection, client_id: str, jwks_json: str) -> bool:
+    """Replace a client's inline JWK Set (JSON text); False when there is no such client."""
+    stmt = update(CLIENT).where(CLIENT.c.client_id == client_id).values(jwks=jwks_json)
+    return conn.execute(stmt).rowcount == 1
+
+
 # --- client assertion ids (RFC 7523 section 3, item 7) ---------------------------------------
 
 
