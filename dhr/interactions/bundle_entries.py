@@ -38,6 +38,9 @@ class BundleEntry:
     headers: dict[str, str]
     assigned_id: str | None = None  # a POST's server id, chosen by an ingest plan
     validated: bool = False  # the resource was validated before the entry was built
+    # An ingest plan left every reference in final form (no urn: placeholder, no conditional
+    # ``Type?query``): with no fullUrl in the transaction, its rewrite would change nothing.
+    references_final: bool = False
 
     @property
     def where(self) -> str:

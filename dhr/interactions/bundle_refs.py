@@ -27,6 +27,12 @@ def is_placeholder(url: str) -> bool:
     return url.startswith(URN_PREFIXES)
 
 
+def needs_resolution(value: str) -> bool:
+    """Whether :meth:`ReferenceResolver.reference` may change ``value`` even when no entry
+    has a fullUrl: a ``urn:`` placeholder or a conditional reference ``Type?query``."""
+    return is_placeholder(value) or _CONDITIONAL.match(value) is not None
+
+
 class ReferenceResolver:
     """The ``fullUrl`` map of one transaction, plus cached conditional-reference matches."""
 
@@ -102,9 +108,13 @@ class ReferenceResolver:
         self._conditional[value] = target
         return target
 
-    def rewrite(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def rewrite(self, resource: dict[str, Any], final: bool = False) -> dict[str, Any]:
         """``resource`` with every ``reference`` rewritten (a new top-level dict; input untouched;
-        containers without a rewritten reference are shared with the input)."""
+        containers without a rewritten reference are shared with the input). ``final``: the
+        caller knows no reference needs resolution (see :func:`needs_resolution`), so when no
+        entry has a fullUrl nothing can change and the walk is skipped."""
+        if final and not self.targets:
+            return dict(resource)
         return walk_references(resource, self.reference)
 
 

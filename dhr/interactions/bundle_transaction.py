@@ -224,7 +224,7 @@ class Transaction:
 
     def _execute(self, entry: BundleEntry) -> None:
         url = self.refs.url(entry.url)
-        resource = self.refs.rewrite(entry.resource) if entry.resource is not None else None
+        resource = self._resolved(entry)
         headers = dict(entry.headers)
         if "if-none-exist" in headers:
             headers["if-none-exist"] = self.refs.url(headers["if-none-exist"])
@@ -247,6 +247,12 @@ class Transaction:
             raise FhirError(response.status, "processing", str(text), "bundle-entry-failed")
         self.results[entry.index] = response
 
+    def _resolved(self, entry: BundleEntry) -> dict[str, Any] | None:
+        """The entry's resource with its references resolved."""
+        if entry.resource is None:
+            return None
+        return self.refs.rewrite(entry.resource, entry.references_final)
+
     def _plain_create(self, entry: BundleEntry) -> bool:
         """A POST whose id was assigned up front (no If-None-Exist): it can be stored in bulk."""
         return (
@@ -258,7 +264,7 @@ class Transaction:
     def _prepare_create(self, entry: BundleEntry) -> None:
         """Resolve references and validate a plain create; :meth:`_store_creates` stores it."""
         url = self.refs.url(entry.url)
-        resource = self.refs.rewrite(entry.resource) if entry.resource is not None else None
+        resource = self._resolved(entry)
         req = FhirRequest.from_url(
             entry.method,
             url,

@@ -40,7 +40,7 @@ from dhr.fhir.ids import new_id
 from dhr.fhir.instant import now_micros
 from dhr.fhir.types import check_type
 from dhr.interactions.bundle_entries import BundleEntry
-from dhr.interactions.bundle_refs import walk_references
+from dhr.interactions.bundle_refs import needs_resolution, walk_references
 from dhr.interactions.bundle_transaction import Transaction
 from dhr.record import linkage, provenance
 from dhr.record.nhs_number import check_nhs_numbers, patient_nhs_number
@@ -296,24 +296,33 @@ class _Planner:
                 wanted.setdefault(m.group(1), set()).add(m.group(2))
         return ref
 
-    def _rewrite(self, item: _Item) -> dict[str, Any]:
+    def _rewrite(self, item: _Item) -> tuple[dict[str, Any], bool]:
+        """The body to write, and whether every reference in it is final (none needs the
+        transaction's resolution: no ``urn:`` placeholder, no conditional reference)."""
         assert item.body is not None
         about: list[tuple[str, str]] = []
+        final = True
 
         def fix(ref: str) -> str:
+            nonlocal final
             target = self.refs.get(ref, ref)
             record = self.ref_record.get(ref)
             if record is not None:
                 about.append((record, target.split("/", 1)[1]))
+            if final and needs_resolution(target):
+                final = False
             return target
 
         body = walk_references(item.body, fix)
         if item.res_type == "Patient":
             body = self._patient_record(item, body)
+            # _patient_record may add a link to Patient/{compartment}, a server id.
+            if item.compartment is not None and needs_resolution(f"Patient/{item.compartment}"):
+                final = False
         elif about:
             item.record, item.compartment = about[0]
         body["id"] = item.server_id
-        return body
+        return body, final
 
     def _patient_record(self, item: _Item, body: dict[str, Any]) -> dict[str, Any]:
         """The source's own Patient: linked to its master, or kept unlinked and flagged."""
@@ -349,13 +358,27 @@ class _Planner:
         url = f"{item.res_type}/{item.server_id}"
         if item.body is None:
             return BundleEntry(entry.index, "DELETE", url, None, None, headers)
-        body = self._rewrite(item)
+        body, final = self._rewrite(item)
         if item.existing:
             return BundleEntry(
-                entry.index, "PUT", url, None, body, headers, validated=entry.validated
+                entry.index,
+                "PUT",
+                url,
+                None,
+                body,
+                headers,
+                validated=entry.validated,
+                references_final=final,
             )
         planned = BundleEntry(
-            entry.index, "POST", item.res_type, None, body, headers, validated=entry.validated
+            entry.index,
+            "POST",
+            item.res_type,
+            None,
+            body,
+            headers,
+            validated=entry.validated,
+            references_final=final,
         )
         planned.assigned_id = item.server_id
         return planned
