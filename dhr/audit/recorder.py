@@ -64,6 +64,7 @@ INTERACTIONS: dict[str, tuple[str, Action]] = {
     "validate": ("operation", "E"),
     "access-log": ("operation", "E"),
     "match": ("operation", "E"),
+    "access-check": ("operation", "E"),
     "import": ("operation", "C"),
     "link": ("operation", "U"),
     "unlink": ("operation", "U"),

@@ -90,6 +90,10 @@ _PATIENT_OPERATIONS = [
         "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-unlink",
     },
 ]
+_ACCESS_CHECK = {
+    "name": "access-check",
+    "definition": "https://dhr.nhs.example/fhir/OperationDefinition/access-check",
+}
 _IMPORT = {
     "name": "import",
     "definition": "https://dhr.nhs.example/fhir/OperationDefinition/import",
@@ -185,7 +189,7 @@ def _statement(base: str, auth_base: str | None) -> dict[str, Any]:
                     {"code": "batch"},
                     {"code": "history-system"},
                 ],
-                "operation": [_IMPORT],
+                "operation": [_IMPORT, _ACCESS_CHECK],
                 **({"security": _security(base, auth_base)} if auth_base else {}),
             }
         ],

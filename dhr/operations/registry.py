@@ -12,7 +12,7 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.context import RequestContext
 from dhr.errors import FhirError, not_supported
-from dhr.operations import access_log, bulk_import, everything, match, patient_link
+from dhr.operations import access_check, access_log, bulk_import, everything, match, patient_link
 from dhr.operations import validate as validate_op
 from dhr.operations.capabilities import capability_statement
 
@@ -32,6 +32,10 @@ def route_system(name: str, method: str) -> Route:
         if method != "POST":
             raise not_supported("$import takes POST", 405)
         return Route("import", bulk_import.import_ndjson, write=True)
+    if name == "access-check":
+        if method != "POST":
+            raise not_supported("$access-check takes POST", 405)
+        return Route("access-check", access_check.access_check, write=False)
     raise _unknown(name, "at the system level")
 
 
