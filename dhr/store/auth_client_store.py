@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, and_, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dhr.store.auth_models import (
     AssertionJtiRow,
@@ -21,6 +20,7 @@ from dhr.store.auth_models import (
     ClientRow,
     RefreshTokenRow,
 )
+from dhr.store.conflict import insert_if_absent
 
 CLIENT = cast(Table, ClientRow.__table__)
 JTI = cast(Table, AssertionJtiRow.__table__)
@@ -28,23 +28,12 @@ CODE = cast(Table, AuthorizationCodeRow.__table__)
 REFRESH = cast(Table, RefreshTokenRow.__table__)
 
 
-def _insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted.
-
-    RETURNING tells the two apart (an INSERT's rowcount is not reliable across drivers).
-    """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    key = next(iter(table.primary_key.columns))
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(key)
-    return len(conn.execute(stmt).fetchall()) == 1
-
-
 # --- clients ---------------------------------------------------------------------------------
 
 
 def insert_client(conn: Connection, values: Mapping[str, Any]) -> bool:
     """Store a new client; False when the ``client_id`` is already taken."""
-    return _insert_if_absent(conn, CLIENT, values)
+    return insert_if_absent(conn, CLIENT, values)
 
 
 def client_row(conn: Connection, client_id: str) -> Row[Any] | None:
@@ -80,7 +69,7 @@ def record_assertion_jti(
     """
     conn.execute(delete(JTI).where(JTI.c.expires_at < now))
     row = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
-    return _insert_if_absent(conn, JTI, row)
+    return insert_if_absent(conn, JTI, row)
 
 
 # --- authorisation codes ---------------------------------------------------------------------

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Connection, Table, and_, delete, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dhr.store.auth_models import ClientRow, RevokedTokenRow, SigningKeyRow, UserRow
+from dhr.store.conflict import insert_for
 
 KEY = cast(Table, SigningKeyRow.__table__)
 REVOKED = cast(Table, RevokedTokenRow.__table__)
@@ -54,7 +54,7 @@ def insert_signing_key(conn: Connection, key: StoredKey) -> None:
         "created_at": key.created_at,
         "retired_at": key.retired_at,
     }
-    conn.execute(_insert(conn, KEY).values(**values).on_conflict_do_nothing())
+    conn.execute(insert_for(conn, KEY).values(**values).on_conflict_do_nothing())
 
 
 def retire_signing_keys(conn: Connection, now: int) -> int:
@@ -75,7 +75,7 @@ def drop_signing_keys_retired_before(conn: Connection, cutoff: int) -> int:
 def record_revocation(conn: Connection, jti: str, expires_at: int, now: int) -> None:
     """Remember that the token ``jti`` is revoked until it would have expired (idempotent)."""
     values = {"jti": jti, "expires_at": expires_at, "revoked_at": now}
-    conn.execute(_insert(conn, REVOKED).values(**values).on_conflict_do_nothing())
+    conn.execute(insert_for(conn, REVOKED).values(**values).on_conflict_do_nothing())
 
 
 def revocations_since(conn: Connection, since: int, now: int) -> Sequence[tuple[str, int]]:
@@ -112,8 +112,3 @@ def registered_origins(conn: Connection) -> frozenset[str]:
         if isinstance(values, list):
             origins.update(v for v in values if isinstance(v, str))
     return frozenset(origins)
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from dhr.store.conflict import insert_for
 from dhr.store.record_models import (
     MasterPatientRow,
     PatientLinkEventRow,
@@ -25,10 +25,6 @@ MASTER = cast(Table, MasterPatientRow.__table__)
 LINK = cast(Table, PatientLinkRow.__table__)
 LINK_EVENT = cast(Table, PatientLinkEventRow.__table__)
 _CHUNK = 500
-
-
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -81,7 +77,7 @@ def insert_keys(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     already held are left as they are."""
     if not rows:
         return
-    stmt = _dialect(conn).insert(IDENTITY).on_conflict_do_nothing()
+    stmt = insert_for(conn, IDENTITY).on_conflict_do_nothing()
     for i in range(0, len(rows), _CHUNK):
         conn.execute(stmt, list(rows[i : i + _CHUNK]))
 
@@ -102,8 +98,7 @@ def resources_about(conn: Connection, record_id: str) -> list[tuple[str, str]]:
 def claim_master(conn: Connection, nhs_number: str, new_id: str, now: int) -> tuple[str, bool]:
     """The master Patient id of ``nhs_number``: the existing one, or ``new_id`` (then True)."""
     stmt = (
-        _dialect(conn)
-        .insert(MASTER)
+        insert_for(conn, MASTER)
         .values(nhs_number=nhs_number, res_id=new_id, created=now)
         .on_conflict_do_nothing()
         .returning(MASTER.c.res_id)

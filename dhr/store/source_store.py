@@ -6,9 +6,9 @@ import json
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dhr.record.sources import Source
+from dhr.store.conflict import insert_if_absent
 from dhr.store.record_models import SourceSystemRow
 
 SOURCE = cast(Table, SourceSystemRow.__table__)
@@ -29,23 +29,17 @@ def _source(row: Row[Any]) -> Source:
 
 def insert_source(conn: Connection, source: Source, created: int) -> bool:
     """Store a new source; False when its id or its client is already registered."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(SOURCE)
-        .values(
-            source_id=source.source_id,
-            name=source.name,
-            supplier=source.supplier,
-            ods_code=source.ods_code,
-            client_id=source.client_id,
-            identifier_systems=json.dumps(list(source.identifier_systems)),
-            active=source.active,
-            created=created,
-        )
-        .on_conflict_do_nothing()
-        .returning(SOURCE.c.source_id)
-    )
-    return len(conn.execute(stmt).fetchall()) == 1
+    values = {
+        "source_id": source.source_id,
+        "name": source.name,
+        "supplier": source.supplier,
+        "ods_code": source.ods_code,
+        "client_id": source.client_id,
+        "identifier_systems": json.dumps(list(source.identifier_systems)),
+        "active": source.active,
+        "created": created,
+    }
+    return insert_if_absent(conn, SOURCE, values)
 
 
 def get_source(conn: Connection, source_id: str) -> Source | None:
