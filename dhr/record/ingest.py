@@ -149,7 +149,6 @@ class _Planner:
         self.refs: dict[str, str] = {}  # fullUrl or local "Type/id" -> server "Type/id"
         self.ref_record: dict[str, str] = {}  # a reference to a source Patient -> its record id
         self.now = now_micros()
-        self.claimed: dict[str, bool] = {}  # master id -> created by this ingest
 
     # -- planning ------------------------------------------------------------------------
 
@@ -241,10 +240,9 @@ class _Planner:
             item.nhs_number = patient_nhs_number(item.body)
             row = links.get(item.server_id)
             if item.nhs_number is not None:
-                master, created = record_store.claim_master(
+                master, _ = record_store.claim_master(
                     self.conn, item.nhs_number, new_id(), self.now
                 )
-                self.claimed[master] = self.claimed.get(master, False) or created
                 item.compartment = master
             elif row is not None and row.master_id is not None:
                 item.compartment = str(row.master_id)  # linked by an administrator
@@ -430,7 +428,7 @@ class _Planner:
             ]
         record_store.insert_keys(self.conn, keys)
         touched = linkage.record_links(self.ctx, self.source, self._patients(outcome), self.now)
-        changes += linkage.refresh_masters(self.ctx, touched, self.claimed)
+        changes += linkage.refresh_masters(self.ctx, touched)
         outcome.provenance = provenance.record(self.ctx, self.source, changes, entity, self.now)
         return outcome
 

@@ -122,9 +122,7 @@ def _moved(repo: EnforcingRepository, record_id: str) -> bool:
     return bool(_registration(jsonio.loads(now.data)) != _registration(old))
 
 
-def refresh_masters(
-    ctx: RequestContext, masters: set[str], claimed: dict[str, bool] | None = None
-) -> list[Change]:
+def refresh_masters(ctx: RequestContext, masters: set[str]) -> list[Change]:
     """Recompose each master from its linked records; the versions written."""
     out: list[Change] = []
     for master_id in sorted(masters):

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Row, Table, select, update
 
 from dhr.record.sources import Source
 from dhr.store.conflict import insert_if_absent
+from dhr.store.driver import fetch_one
 from dhr.store.record_models import SourceSystemRow
 
 SOURCE = cast(Table, SourceSystemRow.__table__)
@@ -47,12 +48,25 @@ def get_source(conn: Connection, source_id: str) -> Source | None:
     return _source(row) if row is not None else None
 
 
+# Asked once per write request (is the writer a source?), so it runs as driver SQL.
+_BY_CLIENT = (
+    "SELECT source_id, name, supplier, ods_code, client_id, identifier_systems, active "
+    "FROM source_system WHERE client_id = {c} AND active"
+)
+
+
 def source_for_client(conn: Connection, client_id: str) -> Source | None:
     """The active source a client authenticates as, or None."""
-    row = conn.execute(
-        select(SOURCE).where(SOURCE.c.client_id == client_id, SOURCE.c.active.is_(True))
-    ).first()
-    return _source(row) if row is not None else None
+    if conn.dialect.name == "sqlite":
+        row = fetch_one(conn, _BY_CLIENT.format(c="?"), (client_id,))
+    else:
+        row = fetch_one(conn, _BY_CLIENT.format(c="%(c)s"), {"c": client_id}, prepare=True)
+    if row is None:
+        return None
+    sid, name, supplier, ods, client, systems, active = row
+    return Source(
+        sid, name, supplier, ods, client, tuple(json.loads(systems or "[]")), bool(active)
+    )
 
 
 def source_by_client(conn: Connection, client_id: str) -> Source | None:
