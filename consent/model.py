@@ -63,6 +63,7 @@ class DataItem:
     date: str | None = None  # the clinical date of the data (YYYY-MM-DD...), for dataPeriod
     source: str | None = None  # meta.source
     res_id: str | None = None
+    codes: frozenset[str] = frozenset()  # "system|code" of the data's code element
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,21 @@ class Facts:
     opted_out: bool = False  # national data opt-out recorded for the patient's NHS number
     controller_purposes: dict[str, frozenset[str]] = field(default_factory=dict)  # ODS -> purposes
     today: str = "1970-01-01"  # the decision's date (YYYY-MM-DD), for periods
+    national: str | None = None  # ODS code of the national controller (never an originator)
+    glass_broken: bool = False  # the requester declared break-glass for this patient (in force)
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """The joint-controller arrangement as the decision reads it: the purposes each listed
+    controller permits for its data, and those of an originating organisation it does not list."""
+
+    national: str
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)  # ODS -> purposes
+    default: frozenset[str] = frozenset()
+
+    def purposes_of(self, ods: str) -> frozenset[str]:
+        return self.listed.get(ods, self.default)
 
 
 @dataclass(frozen=True)

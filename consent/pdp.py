@@ -7,8 +7,9 @@ abstain with its reason; this module combines the votes under one written rule:
 2. A patient acting for themselves sees their own record, and only theirs.
 3. An unknown purpose of use is denied.
 4. **Deny overrides**: any deny vote denies, with every deny's reason, except that
-5. **break-glass** (purpose BTG or ETREAT with a reason, for direct care) overrides the denies of
-   the patient's consent, the care relationship, sensitivity labels and controller defaults, with
+5. **break-glass** (purpose BTG or ETREAT with a reason, or a break-glass declaration in force
+   for this patient, ``Facts.glass_broken``, for direct care) overrides the denies of the
+   patient's consent, the care relationship, sensitivity labels and controller defaults, with
    the obligations ``security-alert``, ``notify-patient`` and ``privacy-officer-review``; it never
    opens a secondary use.
 6. Otherwise any permit vote permits (with the obligations of the permits); no permit is a deny
@@ -27,6 +28,7 @@ from consent.provisions import evaluate_consents
 from consent.rules.care_relationship import care_relationship
 from consent.rules.controller_agreement import controller_agreement
 from consent.rules.opt_out import opt_out
+from consent.rules.originator import is_originator, originator
 from consent.rules.sensitivity import sensitivity
 
 BREAK_GLASS_OVERRIDES = frozenset(
@@ -52,20 +54,20 @@ def decide(requester: Requester, item: DataItem, facts: Facts, action: str = "ac
         vote = Vote("purpose", "deny", f"{requester.purpose!r} is not a purpose of use DHR knows")
         return Decision("deny", (vote.reason,), (), (vote,))
     effect, reason = evaluate_consents(facts.consents, requester, item, action, facts.today)
+    origin = is_originator(requester, item, facts)
     votes = (
         Vote("patient-consent", effect, reason),
-        care_relationship(requester, facts),
-        sensitivity(item, effect),
+        care_relationship(requester, facts, origin),
+        originator(requester, item, facts),
+        sensitivity(item, effect, origin),
         controller_agreement(requester, item, facts, effect),
         opt_out(requester, facts, effect),
     )
     denies = [v for v in votes if v.effect == "deny"]
-    glass = requester.breaking_glass and requester.purpose in DIRECT_CARE
+    glass = (requester.breaking_glass or facts.glass_broken) and requester.purpose in DIRECT_CARE
     if denies and glass and all(v.rule in BREAK_GLASS_OVERRIDES for v in denies):
-        reasons = (
-            f"break-glass ({requester.break_glass_reason}) overrides: "
-            + "; ".join(v.reason for v in denies),
-        )
+        why = requester.break_glass_reason or "declared for this patient"
+        reasons = (f"break-glass ({why}) overrides: " + "; ".join(v.reason for v in denies),)
         return Decision("permit", reasons, BREAK_GLASS_OBLIGATIONS, votes)
     if denies:
         return Decision("deny", tuple(v.reason for v in denies), (), votes)

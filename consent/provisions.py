@@ -29,8 +29,7 @@ matches; an empty condition means "any":
 - actions: the action asked for is one of them;
 - purposes: the requester's purpose of use is one of them;
 - classes: the data's resource type is one of them;
-- codes: a :class:`~consent.model.DataItem` carries no code, so a provision that states codes
-  never applies;
+- codes: one of the data's codes (``system|code`` of its ``code`` element) is one of them;
 - labels: one of the data's security labels is one of them;
 - period: today lies within it (first 10 characters compared as dates, ends inclusive, open ends);
 - dataPeriod: the data's date lies within it (data without a date does not match);
@@ -243,7 +242,7 @@ def within(period: Period | None, date: str | None) -> bool:
     """Does ``date`` lie within ``period`` (dates compared by day, ends inclusive, open ends)?"""
     if period is None:
         return True
-    if date is None:
+    if not date:
         return False
     day = date[:10]
     if period.start is not None and day < period.start[:10]:
@@ -283,8 +282,8 @@ def _mismatch(
         return f"the purpose {requester.purpose} is not one of its purposes"
     if provision.classes and item.res_type not in provision.classes:
         return f"{item.res_type} is not one of its classes"
-    if provision.codes:
-        return "it states codes and the data carries none"
+    if provision.codes and item.codes.isdisjoint(provision.codes):
+        return "the data carries none of its codes"
     if provision.labels and not item.labels & set(provision.labels):
         return "the data carries none of its security labels"
     if not within(provision.period, today):

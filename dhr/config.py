@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     audit_enabled: bool = Field(
         default=True, description="false records no audit (only for benchmark baselines)"
     )
+    consent_enabled: bool = Field(
+        default=True,
+        description="false skips the consent and controller policy (only for benchmark baselines)",
+    )
+    consent_implicit: Literal["care-relationship", "direct-care"] = Field(
+        default="care-relationship",
+        description="the implicit policy for a patient without Consents: direct care by "
+        "organisations with a care relationship (default), or direct care by any organisation "
+        "(implied consent for direct care, the Summary Care Record model)",
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="Ed25519 checkpoint signing key (PEM), outside the database; "

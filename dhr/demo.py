@@ -19,6 +19,7 @@ from dhr.api.http import FHIR_JSON
 from dhr.api.message import FhirRequest
 from dhr.auth.model import Principal
 from dhr.config import Settings
+from dhr.demo_auth import ORCHARD_ODS
 from dhr.demo_data import demo_resources
 from dhr.demo_record import seed_unified_record
 from dhr.fhir import jsonio
@@ -56,7 +57,8 @@ def load_demo(settings: Settings, engine: Engine) -> str:
         db.upgrade(engine)
     services = Services(settings, engine)
     resources = demo_resources()
-    principal = cli_principal()  # the demo loads through the enforced API, like `dhr load`
+    # The demo loads through the enforced API, like `dhr load`, as the Orchard practice's record
+    principal = cli_principal(organisation=ORCHARD_ODS)
     outcomes = Counter(_sync(services, principal, dict(r)) for r in resources)
     per_type = Counter(str(r["resourceType"]) for r in resources)
     base = settings.fhir_base

@@ -37,12 +37,14 @@ from typing import Any
 from sqlalchemy import Row
 
 from dhr.access.matcher import matches
+from dhr.access.policy import RequestPolicy, request_policy
 from dhr.access.read_scope import ReadScope, Terms, read_scope
 from dhr.access.scope_check import may
 from dhr.audit.recorder import AuditRecorder
 from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.errors import FhirError
 from dhr.fhir import jsonio
+from dhr.fhir.instant import now_micros
 from dhr.record.attribution import attribute, is_record_service, owned_by, stored_meta
 from dhr.record.sources import Source
 from dhr.search import include
@@ -88,15 +90,41 @@ class EnforcingRepository:
         base: str,
         audit: AuditRecorder | None = None,
         national: str = "X24",
+        consent_enabled: bool = True,
+        consent_implicit: str = "care-relationship",
     ) -> None:
         self._store = store
         self.principal = principal
         self.base = base
         self.audit = audit or AuditRecorder(principal, base, enabled=False)
         self.national = national
+        self.consent_enabled = consent_enabled
+        self.consent_implicit = consent_implicit
         self.ingest: IngestState | None = None
         self._scopes: dict[str, ReadScope] = {}
         self._source: Source | None = _UNKNOWN
+        self._policy: RequestPolicy | None = None
+        if principal.purpose_stated:
+            self.audit.purpose = principal.purpose
+        if principal.break_glass_reason is not None:
+            self.audit.break_glass = True
+
+    @property
+    def policy(self) -> RequestPolicy:
+        """The consent decision for this principal's request, compiled (built on first use)."""
+        if self._policy is None:
+            self._policy = request_policy(
+                self._store.conn,
+                self.principal,
+                self.base,
+                self.national,
+                now_micros(),
+                self.consent_enabled,
+                self.consent_implicit,
+            )
+            if not self._policy.exempt and self.audit.enabled:
+                self.audit.glass_patients = self._policy.glass_patients()
+        return self._policy
 
     @property
     def conn(self) -> Any:
@@ -149,7 +177,15 @@ class EnforcingRepository:
     def for_principal(self, principal: Principal) -> EnforcingRepository:
         """The same unit of work and audit recorder, enforced for another principal (e.g. the
         narrow directory principal that looks up names for ``$access-log``)."""
-        other = EnforcingRepository(self._store, principal, self.base, self.audit, self.national)
+        other = EnforcingRepository(
+            self._store,
+            principal,
+            self.base,
+            self.audit,
+            self.national,
+            self.consent_enabled,
+            self.consent_implicit,
+        )
         other.ingest = self.ingest
         return other
 
@@ -189,6 +225,13 @@ class EnforcingRepository:
                 "search parameter in a granular scope)"
             )
         return terms
+
+    def _read_terms(self, res_type: str) -> Terms:
+        """What a search of ``res_type`` is limited to: the scopes' ``s`` criteria and the
+        consent decision."""
+        terms = self._terms(res_type, "s")
+        term = self.policy.term(res_type)
+        return terms if term is None else (*terms, term)
 
     def _allowances(self, action: str) -> tuple[access_store.Allowance, ...] | None:
         scope = self.scope(action)
@@ -238,27 +281,58 @@ class EnforcingRepository:
 
     # -- reads -----------------------------------------------------------------------------
 
+    def _consented(self, stored: StoredVersion) -> bool:
+        """Whether the consent decision permits the resource ``stored`` is a version of, judged
+        as it is now (its last content when deleted); audits the denial when not."""
+        policy = self.policy
+        if not policy.applies_to(stored.res_type) or stored.version_id == 0:
+            return True
+        now = self._store.read_current(stored.res_type, stored.res_id)
+        if now is None:
+            return True
+        if not now.deleted:
+            ok = stored.res_id in policy.visible_ids(
+                self._store.conn, stored.res_type, [stored.res_id]
+            )
+        else:
+            before = self._store.read_version(stored.res_type, stored.res_id, now.version_id - 1)
+            body = jsonio.loads(before.data) if before is not None and before.data else None
+            ok = body is None or policy.permits_content(stored.res_type, stored.res_id, body)
+        if not ok:
+            self.audit.denied(
+                f"{stored.res_type}/{stored.res_id} exists but the consent and controller "
+                "policy does not permit this requester to see it; answered as not found",
+                stored.res_type,
+                stored.res_id,
+                stored.data,
+            )
+        return ok
+
     def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
-        """The current version (``r``); None when unknown or outside what the token may read."""
+        """The current version (``r``); None when unknown or outside what the token may read
+        or what the consent decision permits."""
         terms = self._terms(res_type, "r")
         stored = self._store.read_current(res_type, res_id)
-        if stored is None or self._meets(stored, terms, current=True):
-            return self._seen(stored)
-        self._hidden(stored, "r")
-        return None
+        if stored is None:
+            return None
+        if not self._meets(stored, terms, current=True):
+            self._hidden(stored, "r")
+            return None
+        return self._seen(stored) if self._consented(stored) else None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
         """One version (``r``); None when unknown or outside what the token may read."""
         terms = self._terms(res_type, "r")
         stored = self._store.read_version(res_type, res_id, version_id)
-        if stored is None or not terms:
-            return self._seen(stored)
-        now = self._store.read_current(res_type, res_id)
-        current = now is not None and now.version_id == stored.version_id
-        if self._meets(stored, terms, current):
-            return self._seen(stored)
-        self._hidden(stored, "r")
-        return None
+        if stored is None:
+            return None
+        if terms:
+            now = self._store.read_current(res_type, res_id)
+            current = now is not None and now.version_id == stored.version_id
+            if not self._meets(stored, terms, current):
+                self._hidden(stored, "r")
+                return None
+        return self._seen(stored) if self._consented(stored) else None
 
     def read_for_change(self, res_type: str, res_id: str, action: str) -> StoredVersion | None:
         """The current version before a change (``u`` patch): 403 when the token may not change
@@ -267,6 +341,8 @@ class EnforcingRepository:
         stored = self._store.read_current(res_type, res_id)
         if stored is not None and not stored.deleted and not self._meets(stored, terms, True):
             self._hidden(stored, action)
+            raise forbidden(f"The token may not change {res_type}/{res_id}")
+        if stored is not None and not stored.deleted and not self._consented(stored):
             raise forbidden(f"The token may not change {res_type}/{res_id}")
         return self._seen(stored)
 
@@ -281,18 +357,18 @@ class EnforcingRepository:
         after: list[Any] | None,
     ) -> list[Row[Any]]:
         """One page of a search (``s``), restricted to what the token may see."""
-        terms = self._terms(res_type, "s")
+        terms = self._read_terms(res_type)
         rows = self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
         self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
         return rows
 
     def count(self, res_type: str, criteria: Criteria) -> int:
-        terms = self._terms(res_type, "s")
+        terms = self._read_terms(res_type)
         return self._store.count(count_query(res_type, (*terms, *criteria)))
 
     def match_ids(self, res_type: str, criteria: Criteria, limit: int) -> list[str]:
         """Ids of conditional-interaction matches (``s``) among what the token may see."""
-        terms = self._terms(res_type, "s")
+        terms = self._read_terms(res_type)
         rows = self._store.search(matching_ids(res_type, (*terms, *criteria), limit))
         return [str(row[0]) for row in rows]
 
@@ -301,7 +377,9 @@ class EnforcingRepository:
     ) -> tuple[list[Sequence[Any]], bool]:
         """``_include``/``_revinclude`` rows (``r`` on each included type), restricted in SQL."""
         allowances = self._allowances("r")
-        rows, truncated = include.resolve(self._store, includes, matches_, self.base, allowances)
+        rows, truncated = include.resolve(
+            self._store, includes, matches_, self.base, allowances, self.policy.cond()
+        )
         self.audit.touched_rows(rows)
         return rows, truncated
 
@@ -310,7 +388,9 @@ class EnforcingRepository:
     ) -> access_store.EverythingSet:
         self.require("Patient", "r")
         allowances = self._allowances("r")
-        return access_store.EverythingSet(patient_id, types, since, self.base, allowances)
+        return access_store.EverythingSet(
+            patient_id, types, since, self.base, allowances, self.policy.cond()
+        )
 
     def everything(
         self,
@@ -349,13 +429,29 @@ class EnforcingRepository:
             raise forbidden("The token's scopes allow no system-level history (s on any type)")
         scope = self.scope(action)
         allowances = None if scope.everything else scope.allowances
+        policy = self.policy
         rows = access_store.history(
-            self._store.conn, res_type, res_id, since, at, count + 1, before_key, allowances
+            self._store.conn,
+            res_type,
+            res_id,
+            since,
+            at,
+            count + 1,
+            before_key,
+            allowances,
+            policy.cond(),
         )
         more = len(rows) > count
         rows = rows[:count]
         if allowances is not None and not scope.types_only:
             rows = [v for v in rows if self._version_visible(v, scope)]
+        if not policy.exempt:  # each version judged by its own content as well
+            rows = [
+                v
+                for v in rows
+                if v.data is None
+                or policy.permits_content(v.res_type, v.res_id, jsonio.loads(v.data))
+            ]
         for version in rows:
             self._seen(version)
         return HistoryPage(rows, rows[-1].key if more and rows else None)
@@ -376,6 +472,15 @@ class EnforcingRepository:
 
     # -- writes ----------------------------------------------------------------------------
 
+    def _may_write(self, res_type: str) -> None:
+        """A patient acting for themselves writes only their own Consents (issue 6); what else
+        a principal may write is its scopes' and, for a source, its origin's business."""
+        requester = self.policy.requester
+        if requester is not None and requester.patient is not None and res_type != "Consent":
+            raise forbidden(
+                f"A patient may write only their own Consents through this API, not {res_type}"
+            )
+
     def check_create(self, res_type: str, res_id: str, body: dict[str, Any]) -> None:
         """403 unless the token may create this content (``c``); for early, per-entry errors."""
         self._check_content(res_type, res_id, body, self._terms(res_type, "c"))
@@ -390,6 +495,8 @@ class EnforcingRepository:
     ) -> list[StoredVersion]:
         """Create each ``(type, id, body)`` (``c``); the content must land where the token may
         create."""
+        for res_type in {t for t, _, _ in items}:
+            self._may_write(res_type)
         items = [(t, i, self._attributed(t, i, b, None)) for t, i, b in items]
         later: dict[str, list[str]] = {}
         for res_type, res_id, body in items:
@@ -411,6 +518,7 @@ class EnforcingRepository:
         method: str = "PUT",
     ) -> tuple[StoredVersion, bool]:
         """Update, or create with this id (``u``: SMART lets the update scope create)."""
+        self._may_write(res_type)
         terms = self._terms(res_type, "u")
         current = (
             self.read_for_change(res_type, res_id, "u")
@@ -436,6 +544,7 @@ class EnforcingRepository:
     ) -> StoredVersion | None:
         """Delete (``d``): 403 when the stored resource is outside what the token may delete,
         or (a source) was not sent by it."""
+        self._may_write(res_type)
         source = self.source()
         if source is not None:
             current = self._store.read_current(res_type, res_id)

@@ -142,7 +142,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
 def live_server(
     engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    server = LiveServer(make_settings(database_url, tmp_path_factory.mktemp("data")), engine)
+    # The session's server serves the tests of everything but the consent policy, so it runs the
+    # direct-care implicit policy (no care relationship needed; consent, labels, controllers and
+    # opt-outs still apply in every statement). tests/dhr/consent runs the default on its own.
+    settings = make_settings(
+        database_url, tmp_path_factory.mktemp("data"), consent_implicit="direct-care"
+    )
+    server = LiveServer(settings, engine)
     server.start()
     yield server
     server.stop()
@@ -166,6 +172,40 @@ def client(server: LiveServer, system_backend: BackendClient) -> Iterator[httpx.
     """An HTTP client at the FHIR base (``/fhir/``) carrying a ``system/*.cruds`` bearer token
     obtained through ``client_credentials``."""
     with httpx.Client(base_url=server.base + "/", timeout=30, auth=system_backend) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def policy_live_server(
+    engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A second live server with the default consent policy (care relationship needed)."""
+    server = LiveServer(make_settings(database_url, tmp_path_factory.mktemp("policy")), engine)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def policy_server(policy_live_server: LiveServer, engine: Engine) -> LiveServer:
+    """The default-policy server, with empty tables for this test."""
+    empty_tables(engine)
+    return policy_live_server
+
+
+@pytest.fixture(scope="session")
+def policy_backend(policy_live_server: LiveServer, engine: Engine) -> BackendClient:
+    """A Backend Services client of the default-policy server (``system/*.cruds``, acting for
+    the test organisation)."""
+    return BackendClient(engine, policy_live_server.settings, scope="system/*.cruds")
+
+
+@pytest.fixture
+def policy_client(
+    policy_server: LiveServer, policy_backend: BackendClient
+) -> Iterator[httpx.Client]:
+    """An HTTP client at the default-policy server's FHIR base, as :func:`client`."""
+    with httpx.Client(base_url=policy_server.base + "/", timeout=30, auth=policy_backend) as http:
         yield http
 
 

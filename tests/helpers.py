@@ -78,6 +78,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# The organisation (an ODS-shaped code) the test clients and users act for: data they write is
+# attributed to it as originating controller, so they see it again for direct care (consent's
+# originator rule); tests of the consent policy choose other organisations explicitly.
+TEST_ORG = "T9Z01"
+
+
 class TokenIssuer:
     """Mints real access tokens with the live server's own :class:`AuthServer` (its signing key,
     issuer and audience), as its token endpoint would after a SMART launch."""
@@ -95,6 +101,7 @@ class TokenIssuer:
         client_id: str = "test-app",
         fhir_user: str | None = None,
         roles: tuple[str, ...] = (),
+        organisation: str | None = TEST_ORG,
     ) -> str:
         token, _ = self.auth.issue_access_token(
             subject=subject,
@@ -104,6 +111,7 @@ class TokenIssuer:
             patient=patient,
             fhir_user=fhir_user,
             roles=roles,
+            organisation=organisation,
         )
         return token
 
@@ -115,10 +123,13 @@ class BackendClient(httpx.Auth):
 
     RENEW_SECONDS = 60
 
-    def __init__(self, engine: Engine, settings: Settings, scope: str) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, scope: str, organisation: str | None = TEST_ORG
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.scope = scope
+        self.organisation = organisation
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = private.private_bytes(
             serialization.Encoding.PEM,
@@ -138,6 +149,7 @@ class BackendClient(httpx.Auth):
             name="Test GP system",
             kind=ClientKind.BACKEND,
             scopes=self.scope,
+            organisation=self.organisation,
             jwks={"keys": [dict(self.key.as_dict(private=False))]},
         )
         return client.client_id

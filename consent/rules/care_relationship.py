@@ -17,11 +17,18 @@ KINDS = {
 }
 
 
-def care_relationship(requester: Requester, facts: Facts) -> Vote:
-    """For direct care: does the requester's organisation care for the patient?"""
+def care_relationship(requester: Requester, facts: Facts, originator: bool = False) -> Vote:
+    """For direct care: does the requester's organisation care for the patient? (Data the
+    organisation originated is itself evidence of care: the originator rule decides it.)"""
     if requester.purpose not in DIRECT_CARE:
         return Vote("care-relationship", None, "not direct care: no relationship needed")
     kind = facts.relationship
+    if kind is None and originator:
+        return Vote(
+            "care-relationship",
+            None,
+            "no registration or encounter, but the organisation originated this data",
+        )
     if kind is None:
         return Vote(
             "care-relationship",

@@ -15,8 +15,11 @@ from dhr.auth.model import ALL_ACTIONS, Principal, Scope
 CLI_SCOPE = "system/*.cruds"
 
 
-def cli_principal(os_user: str | None = None) -> Principal:
-    """``cli:<os user>`` with ``system/*.cruds`` and the ``system`` role."""
+def cli_principal(os_user: str | None = None, organisation: str | None = None) -> Principal:
+    """``cli:<os user>`` with ``system/*.cruds`` and the ``system`` role, acting for
+    ``organisation`` (an ODS code) when given: what it writes is then that organisation's
+    record (its originating controller) and, like any requester, it sees what the consent
+    policy lets that organisation see."""
     user = os_user or _os_user()
     scope = Scope("system", "*", ALL_ACTIONS, (), CLI_SCOPE)
     return Principal(
@@ -25,6 +28,7 @@ def cli_principal(os_user: str | None = None) -> Principal:
         scopes=(scope,),
         scope_text=CLI_SCOPE,
         roles=("system",),
+        organisation=organisation,
     )
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from dhr.access.purpose import with_purpose
 from dhr.api.http import negotiate
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
@@ -82,6 +83,8 @@ class Services:
             self.settings.fhir_base,
             audit,
             self.settings.national_controller_ods,
+            self.settings.consent_enabled,
+            self.settings.consent_implicit,
         )
         return RequestContext(audit.request_id, self.settings, repo, audit)
 
@@ -187,10 +190,16 @@ def set_bundle_processor(processor: BundleProcessor) -> None:
 def handle(services: Services, req: FhirRequest, principal: Principal) -> FhirResponse:
     """Run one request for ``principal`` in its own unit of work, audited; every failure
     becomes an OperationOutcome."""
-    recorder = services.recorder(principal)
     route: Route | None = None
     failure: FhirError | None = None
     try:
+        principal = with_purpose(principal, req.headers)
+    except FhirError as exc:
+        failure = exc
+    recorder = services.recorder(principal)
+    try:
+        if failure is not None:
+            raise failure
         negotiate(req)
         route = resolve(req)
         if route.bundle:

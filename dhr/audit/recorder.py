@@ -68,6 +68,10 @@ INTERACTIONS: dict[str, tuple[str, Action]] = {
     "import": ("operation", "C"),
     "link": ("operation", "U"),
     "unlink": ("operation", "U"),
+    # Declarations about one patient's record (issue 6): their own subtypes, so that a privacy
+    # officer finds them (a self-claimed relationship is flagged for review by its subtype).
+    "break-glass": ("break-glass", "E"),
+    "claim-relationship": ("claim-relationship", "E"),
     "batch": ("batch", "E"),
     "transaction": ("transaction", "E"),
     "bundle": ("batch", "E"),  # a Bundle refused before its type is known
@@ -184,6 +188,7 @@ class AuditRecorder:
         self.enabled = enabled
         self.purpose: str | None = None  # purpose of use (the consent work sets it)
         self.break_glass = False
+        self.glass_patients: set[str] = set()  # patients opened by a break-glass declaration
         self._collected: dict[object, _Collected] = {}
         self._key: object = None
         self._claims: dict[tuple[str, str], object] = {}
@@ -333,7 +338,7 @@ class AuditRecorder:
                 query=query,
                 outcome_desc=outcome_desc,
                 purpose=self.purpose,
-                break_glass=self.break_glass,
+                break_glass=self.break_glass or patient in self.glass_patients,
                 server=self.server,
             )
             for patient, entities in targets

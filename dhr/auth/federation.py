@@ -59,6 +59,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import State
 
+from dhr.access.policy import IDENTITY_SERVICE_ROLE
 from dhr.api import dispatch
 from dhr.api.dispatch import Services
 from dhr.api.message import FhirRequest
@@ -273,7 +274,7 @@ class Federation:
             client_id="dhr-federation",
             scopes=parse_scopes(LOOKUP_SCOPE),
             scope_text=LOOKUP_SCOPE,
-            roles=("system",),
+            roles=("system", IDENTITY_SERVICE_ROLE),
         )
         query = (("identifier", identifier), *extra, ("_count", "2"))
         resp = dispatch.handle(

@@ -58,6 +58,11 @@ class Principal:
     expires_at: int | None = None
     open: bool = False
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # Why this request is made (set per request from its headers, dhr.access.purpose): an HL7
+    # v3 PurposeOfUse code, whether the request stated it, and a break-glass reason.
+    purpose: str = "TREAT"
+    purpose_stated: bool = False
+    break_glass_reason: str | None = None
 
 
 OPEN_ACCESS = Principal(subject="anonymous", open=True)

@@ -9,44 +9,65 @@ default TREAT), ``label`` (valueCoding, repeatable: security labels of the data)
 of someone else with ``organization`` (valueString ODS), ``role`` (valueCode, repeatable) and
 ``practitioner`` (valueReference); anyone else is asked about as themselves.
 
-Facts are read through the enforcing repository (so scopes and audit apply): the patient's active
-Consents, the care relationship (the requester's organisation is the patient's registered practice
-or has an in-progress Encounter with them), the controllers' purposes under the joint-controller
-arrangement in force. The national data opt-out registry is not kept yet: it counts as not opted
-out. The answer is a ``Parameters`` with ``decision`` (permit or deny), a ``reason`` per reason,
-an ``obligation`` per obligation and a ``vote`` (parts rule, effect, reason) per rule family.
+Facts are read through the enforcing repository as the policy service (a narrow principal whose
+scopes name the types it reads; consent does not hide the facts of a decision from the decision,
+and audit sees every read): the patient's active Consents, the care relationship (the requester's
+organisation is the patient's registered practice, or has an in-progress Encounter with them; or
+the requester claimed one, ``Patient/[id]/$claim-relationship``), the national data opt-out
+registry, a break-glass declaration of the requester in force for the patient, and the
+controllers' purposes under the joint-controller arrangement in force. The answer is the one
+enforcement gives: every search and read is restricted by the same rules
+(:mod:`dhr.access.policy`). The answer is a ``Parameters`` with ``decision`` (permit or
+deny), a ``reason`` per reason, an ``obligation`` per obligation and a ``vote`` (parts rule,
+effect, reason) per rule family.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from consent.model import DataItem, Facts, Label, Requester
 from consent.pdp import decide
 from consent.provisions import parse_consent
+from dhr.access.policy import POLICY_SERVICE_ROLE
 from dhr.api.http import check_body_type
 from dhr.api.message import FhirRequest, FhirResponse
+from dhr.auth.model import Principal, Scope
 from dhr.context import RequestContext
 from dhr.errors import bad_request
 from dhr.fhir import jsonio
+from dhr.fhir.instant import now_micros
 from dhr.record.arrangement import purposes_for
 from dhr.record.attribution import controllers_of
 from dhr.record.vocab import ODS_CODE_SYSTEM
 from dhr.search.params import parse_search
+from dhr.store import policy_store
 from dhr.store.arrangement_store import current_arrangement
+from dhr.store.policy_store import BREAK_GLASS, RELATIONSHIP
 
 DELEGATES = frozenset({"R0001", "system"})
 _MAX = 200
 
 
+_FACT_TYPES = ("Patient", "Consent", "Encounter", "Organization")
+_FACTS_READER = Principal(
+    subject="dhr:policy-facts",
+    scopes=tuple(Scope("system", t, frozenset("rs"), (), f"system/{t}.rs") for t in _FACT_TYPES),
+    scope_text=" ".join(f"system/{t}.rs" for t in _FACT_TYPES),
+    roles=("system", POLICY_SERVICE_ROLE),
+)
+
+
 def access_check(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
     params = _parameters(req)
     patient_id = _patient(params)
-    patient = _read(ctx, "Patient", patient_id)
+    requester = _requester(ctx, params)
+    reader = replace(ctx, repo=ctx.repo.for_principal(_FACTS_READER))
+    patient = _read(reader, "Patient", patient_id)
     if patient is None:
         raise bad_request(f"Patient/{patient_id} is not known here", "unknown-patient")
-    requester = _requester(ctx, params)
     labels = frozenset(
         Label(str(c.get("system", "")), str(c.get("code", "")))
         for c in (p.get("valueCoding") for p in params.get("label", []))
@@ -61,7 +82,7 @@ def access_check(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
         labels,
         controllers,
     )
-    decision = decide(requester, item, _facts(ctx, requester, patient, controllers))
+    decision = decide(requester, item, _facts(reader, requester, patient, controllers))
     out: list[dict[str, Any]] = [{"name": "decision", "valueCode": decision.effect}]
     out += [{"name": "reason", "valueString": r} for r in decision.reasons]
     out += [{"name": "obligation", "valueCode": o} for o in decision.obligations]
@@ -165,8 +186,11 @@ def _ods_of(ctx: RequestContext, ref: Any) -> str | None:
 
 
 def _relationship(ctx: RequestContext, requester: Requester, patient: dict[str, Any]) -> str | None:
+    pid = str(patient.get("id"))
+    conn, now = ctx.repo.conn, now_micros()
     if requester.organisation is None:
-        return None
+        claimed = policy_store.in_force(conn, RELATIONSHIP, requester.subject, pid, now)
+        return "self-claimed" if claimed else None
     registered = [patient.get("managingOrganization"), *(patient.get("generalPractitioner") or [])]
     if any(_ods_of(ctx, ref) == requester.organisation for ref in registered):
         return "registered"
@@ -176,6 +200,8 @@ def _relationship(ctx: RequestContext, requester: Requester, patient: dict[str, 
     ):
         if _ods_of(ctx, enc.get("serviceProvider")) == requester.organisation:
             return "encounter"
+    if policy_store.in_force(conn, RELATIONSHIP, requester.subject, pid, now):
+        return "self-claimed"
     return None
 
 
@@ -193,10 +219,16 @@ def _facts(
     ]
     _, arrangement = current_arrangement(ctx.repo.conn)
     national = ctx.settings.national_controller_ods
+    conn = ctx.repo.conn
+    relationship = _relationship(ctx, requester, patient)
+    if relationship is None and ctx.settings.consent_implicit == "direct-care":
+        relationship = "direct-care policy"
     return Facts(
         consents=tuple(consents),
-        relationship=_relationship(ctx, requester, patient),
-        opted_out=False,
+        relationship=relationship,
+        opted_out=policy_store.is_opted_out(conn, pid),
         controller_purposes={ods: purposes_for(arrangement, ods, national) for ods in controllers},
         today=dt.datetime.now(dt.UTC).date().isoformat(),
+        national=national,
+        glass_broken=policy_store.in_force(conn, BREAK_GLASS, requester.subject, pid, now_micros()),
     )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from dhr.access.policy import POLICY_SERVICE_ROLE
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.audit import view
 from dhr.auth import roles as rbac
@@ -89,7 +90,7 @@ _DIRECTORY = Principal(
         Scope("system", t, frozenset("rs"), (), f"system/{t}.rs") for t in _DIRECTORY_TYPES
     ),
     scope_text=" ".join(f"system/{t}.rs" for t in _DIRECTORY_TYPES),
-    roles=("system",),
+    roles=("system", POLICY_SERVICE_ROLE),
 )
 
 

@@ -26,7 +26,7 @@ adds a warning).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, FromClause, Row, Select, and_, or_, select
@@ -36,6 +36,8 @@ from dhr.search.sql.dialect import any_of
 from dhr.search.sql.predicate import index_table
 from dhr.store.access_store import Allowance, visible
 from dhr.store.models import ResourceRow, VersionRow
+
+Cond = Callable[[FromClause], ColumnElement[bool]]
 
 RESOURCE = ResourceRow.__table__
 VERSION = VersionRow.__table__
@@ -55,10 +57,11 @@ def resolve(
     matches: Sequence[Sequence[Any]],
     base: str,
     allowances: Sequence[Allowance] | None,
+    policy: Cond | None = None,
 ) -> tuple[list[Sequence[Any]], bool]:
     """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
     result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order; only rows
-    ``allowances`` let through (None: every row)."""
+    ``allowances`` let through (None: every row) and the consent decision ``policy`` permits."""
     seen = {int(row[0]) for row in matches}
     focus = [(int(row[0]), str(row[1]), str(row[2])) for row in matches]
     active = list(includes)
@@ -74,7 +77,7 @@ def resolve(
                 continue
             wanted = [f for f in focus if inc.reverse or inc.source in (None, f[1])]
             room = MAX_INCLUDED - len(out) - len(added)
-            rows = repo.search(statement(inc, wanted, base, room + 1, allowances))
+            rows = repo.search(statement(inc, wanted, base, room + 1, allowances, policy))
             truncated = truncated or len(rows) > room
             for row in rows[:room]:
                 if int(row[0]) not in seen:
@@ -101,6 +104,7 @@ def statement(
     base: str,
     limit: int,
     allowances: Sequence[Allowance] | None = None,
+    policy: Cond | None = None,
 ) -> Select[Any]:
     """One round of one include parameter over the ``(key, type, id)`` resources ``focus``,
     as full rows."""
@@ -127,11 +131,14 @@ def statement(
         )
         keys = [key for key, _, _ in focus]
         wanted = select(other.c.key).select_from(joined).where(*where, ref.c.resource_key.in_(keys))
-    return rows_for(wanted, limit, allowances)
+    return rows_for(wanted, limit, allowances, policy)
 
 
 def rows_for(
-    keys: Select[Any], limit: int, allowances: Sequence[Allowance] | None = None
+    keys: Select[Any],
+    limit: int,
+    allowances: Sequence[Allowance] | None = None,
+    policy: Cond | None = None,
 ) -> Select[Any]:
     """``(key, res_type, res_id, data)`` of the live resources whose key ``keys`` selects (and
     that ``allowances`` let through)."""
@@ -140,6 +147,8 @@ def rows_for(
     conds = [any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0]
     if allowances is not None:
         conds.append(visible(res, allowances))
+    if policy is not None:
+        conds.append(policy(res))
     return (
         select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data)
         .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))

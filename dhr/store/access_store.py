@@ -239,9 +239,11 @@ def history(
     count: int,
     before_key: int | None,
     allowances: Sequence[Allowance] | None,
+    policy: Cond | None = None,
 ) -> list[StoredVersion]:
     """Versions newest first, ``count`` at most, of resources the allowances let through (as they
-    are now: a deleted resource has no index rows, so restricted allowances leave it out)."""
+    are now: a deleted resource has no index rows, so restricted allowances leave it out) and
+    the consent decision ``policy`` permits as they are now."""
     stmt = select(*_VERSION_COLUMNS)
     if res_type is not None:
         stmt = stmt.where(VERSION.c.res_type == res_type)
@@ -270,6 +272,10 @@ def history(
         if cond is not None:
             flush_index_rows(conn)
             stmt = stmt.where(cond)
+    if policy is not None:
+        flush_index_rows(conn)
+        res = RESOURCE.alias()
+        stmt = stmt.where(VERSION.c.resource_key.in_(select(res.c.key).where(policy(res))))
     rows = conn.execute(stmt.order_by(VERSION.c.key.desc()).limit(count)).all()
     return [
         StoredVersion(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), r[5], bool(r[6]), _bytes(r[7]))
@@ -298,6 +304,7 @@ class EverythingSet:
         since: int | None,
         base: str,
         allowances: Sequence[Allowance] | None,
+        policy: Cond | None = None,
     ) -> None:
         self.members = compartment.member_keys(OWNER, patient_id).cte("members")
         ref = index_table("reference").alias()
@@ -320,6 +327,7 @@ class EverythingSet:
         self.types = types
         self.since = since
         self.allowances = allowances
+        self.policy = policy
 
     def where(self, res: FromClause) -> list[ColumnElement[bool]]:
         where = [any_of(res.c.key, self.keys), res.c.deleted.is_(False), res.c.version_id > 0]
@@ -329,6 +337,8 @@ class EverythingSet:
             where.append(res.c.last_updated >= self.since)
         if self.allowances is not None:
             where.append(visible(res, self.allowances))
+        if self.policy is not None:
+            where.append(self.policy(res))
         return where
 
     def page(self, after: int | None, limit: int) -> Select[Any]:

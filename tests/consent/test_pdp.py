@@ -11,10 +11,11 @@ from consent.model import DataItem, Decision, Facts, Label, PatientConsent, Prov
 from consent.pdp import decide
 from consent.rules.sensitivity import ACT_CODE, CONFIDENTIALITY
 
-PRACTICE, NATIONAL, PRIVATE = "A81001", "X24", "P99999"
+PRACTICE, NATIONAL, PRIVATE, HOSPITAL = "A81001", "X24", "P99999", "RRK"
 CONTROLLER_PURPOSES = {
     NATIONAL: frozenset({"TREAT", "ETREAT", "BTG", "POPHLTH", "HRESCH", "PATRQT"}),
     PRACTICE: frozenset({"TREAT", "ETREAT", "BTG", "PATRQT"}),
+    HOSPITAL: frozenset({"TREAT", "ETREAT", "BTG", "PATRQT"}),
 }
 GP = Requester("gp", ("R8000",), PRACTICE, practitioner="Practitioner/gp-1")
 RESEARCHER = Requester("res", ("researcher",), "R1A00", purpose="HRESCH")
@@ -25,7 +26,10 @@ OBS = DataItem("Observation", "p1", controllers=(PRACTICE, NATIONAL), date="2024
 
 def facts(**changes: object) -> Facts:
     base = Facts(
-        relationship="registered", controller_purposes=CONTROLLER_PURPOSES, today="2026-11-25"
+        relationship="registered",
+        controller_purposes=CONTROLLER_PURPOSES,
+        today="2026-11-25",
+        national=NATIONAL,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -47,7 +51,13 @@ RESEARCH_YES = consent(Provision("permit", purposes=("HRESCH",)), scope="researc
 
 ROWS: list[tuple[str, Requester, DataItem, Facts, str]] = [
     ("registered GP, no consent: permit", GP, OBS, facts(), "permit"),
-    ("GP without a relationship: deny", GP, OBS, facts(relationship=None), "deny"),
+    (
+        "GP without a relationship, another organisation's data: deny",
+        GP,
+        replace(OBS, controllers=(HOSPITAL, NATIONAL)),
+        facts(relationship=None),
+        "deny",
+    ),
     (
         "self-claimed relationship: permit, flagged",
         GP,
@@ -73,8 +83,29 @@ ROWS: list[tuple[str, Requester, DataItem, Facts, str]] = [
     (
         "mental-health label hidden without consent",
         GP,
+        replace(OBS, labels=frozenset({MH}), controllers=(HOSPITAL, NATIONAL)),
+        facts(),
+        "deny",
+    ),
+    (
+        "the originating practice sees the mental-health data it recorded",
+        GP,
         replace(OBS, labels=frozenset({MH})),
         facts(),
+        "permit",
+    ),
+    (
+        "the originating practice still sees its own data without a registration",
+        GP,
+        OBS,
+        facts(relationship=None),
+        "permit",
+    ),
+    (
+        "the national controller is never an originator",
+        replace(GP, organisation=NATIONAL),
+        replace(OBS, controllers=(NATIONAL,)),
+        facts(relationship=None),
         "deny",
     ),
     (
@@ -219,6 +250,7 @@ def test_a_self_claimed_relationship_is_flagged_for_review() -> None:
 
 
 def test_a_denial_names_every_reason() -> None:
-    decision = decide(GP, replace(OBS, labels=frozenset({MH})), facts(relationship=None))
+    hospital_mh = replace(OBS, labels=frozenset({MH}), controllers=(HOSPITAL, NATIONAL))
+    decision = decide(GP, hospital_mh, facts(relationship=None))
     assert decision.effect == "deny"
     assert len(decision.reasons) == 2

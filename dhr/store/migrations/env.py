@@ -6,6 +6,7 @@ from alembic import context
 
 import dhr.store.audit_models  # registers the audit tables
 import dhr.store.auth_models  # registers the authorisation tables
+import dhr.store.policy_models
 import dhr.store.record_models  # noqa: F401 - registers the unified-record tables
 from dhr.store.models import Base
 

@@ -86,7 +86,10 @@ def fed_server(
         },
     ]
     settings = make_settings(
-        database_url, tmp_path_factory.mktemp("fed"), identity_providers=providers
+        database_url,
+        tmp_path_factory.mktemp("fed"),
+        identity_providers=providers,
+        consent_implicit="direct-care",  # sign-in is under test here, not the consent policy
     )
     server = LiveServer(settings, engine)
     server.start()

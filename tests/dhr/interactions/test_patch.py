@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import assert_outcome, created_id, patient
+from tests.helpers import TEST_ORG, assert_outcome, created_id, patient
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
 FHIR_JSON = {"content-type": "application/fhir+json"}
@@ -171,9 +171,11 @@ def test_version_id_and_last_updated_stay_server_managed(client: httpx.Client) -
     ]
     body = json_patch(client, f"Patient/{pid}", ops).json()
     assert body["meta"]["versionId"] == "2"
-    # The patch's tag is kept; the server adds the controller tag (national controller X24).
+    # The patch's tag is kept; the server adds the controller tags: the writer's organisation
+    # (the originating controller) and the national controller X24.
     assert body["meta"]["tag"] == [
         {"system": "urn:t", "code": "x"},
+        {"system": "https://dhr.nhs.example/fhir/CodeSystem/data-controller", "code": TEST_ORG},
         {"system": "https://dhr.nhs.example/fhir/CodeSystem/data-controller", "code": "X24"},
     ]
 

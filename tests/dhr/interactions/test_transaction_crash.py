@@ -59,6 +59,8 @@ class ServerProcess:
                 "DHR_BASE_URL": self.base,
                 "DHR_DATA_DIR": str(data_dir),
                 "DHR_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+                # crash-safety is under test here, not the consent policy
+                "DHR_CONSENT_IMPLICIT": "direct-care",
             }
         )
         self.log = (data_dir / f"server-{self.port}.log").open("wb")

@@ -6,11 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.helpers import created_id
 
 CONTROLLER = "https://dhr.nhs.example/fhir/CodeSystem/data-controller"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+@pytest.fixture
+def client(policy_client: httpx.Client) -> httpx.Client:
+    """These tests ask about the default policy: a care relationship is needed."""
+    return policy_client
 
 
 def _setup(client: httpx.Client, ods: str = "A81001") -> str:

@@ -28,7 +28,7 @@ from tests.dhr.audit.view_fixtures import (
     practitioner,
     privacy_officer,
 )
-from tests.helpers import BackendClient, TokenIssuer, assert_outcome, bearer
+from tests.helpers import TEST_ORG, BackendClient, TokenIssuer, assert_outcome, bearer
 
 Access = dict[str, Any]
 
@@ -97,7 +97,7 @@ def test_patient_sees_their_log_in_plain_terms(
     assert created["role"] == "System (Backend Services client)"
     assert created["action"] == "created"
     assert created["data"] == "prescriptions"
-    assert "organisation" not in created
+    assert created["organisation"] == TEST_ORG  # no Organization names it: its ODS code
     assert denied["allowed"] is False
     assert glass["breakGlass"] is True
     assert glass["purpose"] == "emergency care"

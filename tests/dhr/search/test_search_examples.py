@@ -230,7 +230,10 @@ def found_ids(services: Services, rtype: str, pairs: list[tuple[str, str]]) -> t
 def test_examples_are_found_by_their_own_index_values(
     engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
-    services = Services(Settings(database_url=database_url, data_dir=tmp_path), engine)
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path, consent_implicit="direct-care"
+    )
+    services = Services(settings, engine)
     empty_tables(engine)
     try:
         loaded: list[dict[str, Any]] = []

@@ -1,0 +1,385 @@
+"""The consent decision for one request, compiled for the enforcing repository.
+
+ARCHITECTURE.md "The policy layer": ``consent`` decides, ``dhr`` enforces. :func:`request_policy`
+builds, once per unit of work, the requester (:class:`consent.model.Requester`: the token's
+subject, roles, organisation, client and fhirUser; the purpose of use and a break-glass reason
+from the request, :mod:`dhr.access.purpose`), reads the joint-controller arrangement in force and
+the patients' active Consents, and compiles :func:`consent.compile.policy` once for patients
+without Consents (the implicit policy) and once per distinct set of Consents. The enforcing
+repository ANDs :meth:`RequestPolicy.visible` into every statement that returns resources, and
+asks :meth:`RequestPolicy.permits_content` about content it cannot judge in SQL (the last
+content of a deleted resource).
+
+Who is not subject to consent: the open principal (the API served without authentication, only
+for benchmark baselines) and the server's own record service (master Patients, links,
+Provenance), and any request when consent enforcement is switched off (``DHR_CONSENT_ENABLED``,
+only for benchmark baselines). SMART scopes apply before all this, so consent only narrows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    true,
+)
+
+from consent.compile import permits, policy
+from consent.formula import Formula, PatientFacts
+from consent.model import PURPOSES, Arrangement, DataItem, Label, Requester
+from dhr.access.policy_sql import PatientSets, PerPatient, condition, patient_data
+from dhr.auth.model import Principal
+from dhr.auth.roles import UnknownRoleError
+from dhr.auth.roles import role as role_info
+from dhr.record.arrangement import purposes_for
+from dhr.record.attribution import controllers_of, is_record_service
+from dhr.search import compartment
+from dhr.search.compile import Cond
+from dhr.store import policy_store
+from dhr.store.arrangement_store import current_arrangement
+from dhr.store.index_writer import flush_index_rows
+from dhr.store.models import ResourceRow
+
+RESOURCE = ResourceRow.__table__
+POLICY_ROW = RESOURCE.alias("policy_row")
+PATIENT_ROLE = "patient"
+# The server's own identity matching at sign-in (one Patient or Practitioner by identifier; its
+# scopes allow nothing else): who a user is must not depend on what they may see.
+IDENTITY_SERVICE_ROLE = "identity-service"
+# The server's own reading of the facts a decision or an explanation needs ($access-check's
+# Consents and relationships, the names an access log shows); its scopes name exactly the
+# types it reads, and its reads are audited like any other.
+POLICY_SERVICE_ROLE = "policy-service"
+EXEMPT_ROLES = frozenset({IDENTITY_SERVICE_ROLE, POLICY_SERVICE_ROLE})
+
+
+def _role_purpose(roles: Sequence[str]) -> str:
+    """The purpose of use the first role with one the decision knows implies (default TREAT):
+    a researcher's is HRESCH, a patient's PATRQT."""
+    for code in roles:
+        try:
+            purpose = role_info(code).purpose_of_use
+        except UnknownRoleError:
+            continue
+        if purpose in PURPOSES:
+            return purpose
+    return "TREAT"
+
+
+def requester_of(principal: Principal) -> Requester:
+    """The requester the decision point judges, from the token and the request."""
+    own: str | None = None
+    if PATIENT_ROLE in principal.roles:
+        own = principal.patient
+        if own is None and (principal.fhir_user or "").startswith("Patient/"):
+            own = (principal.fhir_user or "").split("/", 1)[1]
+        own = own or ""
+    return Requester(
+        subject=principal.subject,
+        roles=principal.roles,
+        organisation=principal.organisation,
+        client_id=principal.client_id,
+        practitioner=principal.fhir_user,
+        patient=own,
+        purpose=principal.purpose if principal.purpose_stated else _role_purpose(principal.roles),
+        break_glass_reason=principal.break_glass_reason,
+    )
+
+
+def arrangement_of(conn: Connection, national: str) -> Arrangement:
+    """The joint-controller arrangement in force, as the decision point reads it."""
+    _, doc = current_arrangement(conn)
+    listed = {c.ods: purposes_for(doc, c.ods, national) for c in doc.controllers}
+    for ods in (national, doc.national.ods):
+        listed[ods] = frozenset(doc.national.purposes)
+    return Arrangement(national, listed, frozenset(doc.originating_default.purposes))
+
+
+def _today(now: int) -> str:
+    return dt.datetime.fromtimestamp(now / 1_000_000, dt.UTC).date().isoformat()
+
+
+@dataclass
+class RequestPolicy:
+    """The compiled decision for one requester (``exempt``: consent does not apply)."""
+
+    exempt: bool
+    base: str
+    requester: Requester | None = None
+    implicit: Formula | None = None
+    groups: tuple[tuple[tuple[str, ...], Formula], ...] = ()
+    sets: PatientSets | None = None
+    _conn: Connection | None = field(default=None, repr=False)
+    _facts: dict[str, PatientFacts] = field(default_factory=dict, repr=False)
+    # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
+    # policy across requests (building it costs more than running it)
+    _conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, repr=False)
+    _by_id: dict[str, Select[Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        return tuple(p for pids, _ in self.groups for p in pids)
+
+    def formula_for(self, patient_id: str) -> Formula:
+        assert self.implicit is not None
+        for pids, formula in self.groups:
+            if patient_id in pids:
+                return formula
+        return self.implicit
+
+    def _per_patient(self, res: FromClause, res_type: str | None) -> PerPatient:
+        assert self.implicit is not None
+        assert self.sets is not None
+        sets = self.sets
+        implicit = self.implicit
+        holders = self.holders
+
+        def per_patient(pid: ColumnElement[str]) -> ColumnElement[bool]:
+            plain = condition(implicit, res, res_type, pid, sets)
+            parts = [and_(pid.not_in(holders), plain) if holders else plain]
+            for pids, formula in self.groups:
+                parts.append(and_(pid.in_(pids), condition(formula, res, res_type, pid, sets)))
+            return or_(false(), *parts)
+
+        return per_patient
+
+    def applies_to(self, res_type: str) -> bool:
+        """Whether ``res_type`` can be patient data (a Patient, or a compartment member)."""
+        if self.exempt:
+            return False
+        return res_type == "Patient" or bool(compartment.compartment("Patient").params(res_type))
+
+    def visible(self, res: FromClause, res_type: str | None) -> ColumnElement[bool]:
+        """SQL: the decision permits the resource ``res`` (of ``res_type``; None: any type).
+
+        Written as ``EXISTS (SELECT FROM resource AS policy_row WHERE policy_row.key = res.key
+        AND <decision on policy_row>)``: the decision is built once per compiled policy and type
+        and reused by every statement (one primary-key probe per candidate row)."""
+        if self.exempt or (res_type is not None and not self.applies_to(res_type)):
+            return true()
+        found = self._conds.get(res_type)
+        if found is None:
+            row = POLICY_ROW
+            found = patient_data(row, res_type, self.base, self._per_patient(row, res_type))
+            self._conds[res_type] = found
+        return exists().where(POLICY_ROW.c.key == res.c.key, found)
+
+    def cond(self) -> Cond | None:
+        """:meth:`visible` for a resource of any type, as a function of the alias (None:
+        everything is visible)."""
+        if self.exempt:
+            return None
+        return lambda res: self.visible(res, None)
+
+    def term(self, res_type: str) -> PolicyTerm | None:
+        """The decision as a search criterion on ``res_type`` (None: nothing to add)."""
+        return PolicyTerm(self) if self.applies_to(res_type) else None
+
+    def visible_ids(self, conn: Connection, res_type: str, res_ids: Sequence[str]) -> set[str]:
+        """Which of the live ``res_type`` resources ``res_ids`` the decision permits."""
+        if not self.applies_to(res_type):
+            return set(res_ids)
+        flush_index_rows(conn)
+        stmt = self._by_id.get(res_type)
+        if stmt is None:
+            self.visible(RESOURCE, res_type)  # builds the condition on POLICY_ROW
+            stmt = self._by_id[res_type] = select(POLICY_ROW.c.res_id).where(
+                POLICY_ROW.c.res_type == res_type,
+                POLICY_ROW.c.res_id.in_(bindparam("ids", expanding=True)),
+                self._conds[res_type],
+            )
+        return {str(r[0]) for r in conn.execute(stmt, {"ids": list(res_ids)})}
+
+    def glass_patients(self) -> set[str]:
+        """The patients this requester has a break-glass declaration in force for."""
+        if self.exempt or self._conn is None or self.sets is None:
+            return set()
+        return {str(p) for p in self._conn.execute(self.sets.glass_broken).scalars()}
+
+    # -- judging content in Python (what SQL cannot see: the last content of a deletion) ------
+
+    def facts(self, patient_id: str) -> PatientFacts:
+        """The patient-level facts for this requester (one query each, cached per request)."""
+        found = self._facts.get(patient_id)
+        if found is not None:
+            return found
+        assert self._conn is not None
+        assert self.sets is not None
+        conn = self._conn
+        flush_index_rows(conn)
+
+        def member(sub: Any) -> bool:
+            if sub is None:
+                return False
+            return conn.execute(select(literal(patient_id).in_(sub))).scalar() is True
+
+        found = self._facts[patient_id] = PatientFacts(
+            related=self.sets.everyone_related or member(self.sets.related),
+            opted_out=policy_store.is_opted_out(conn, patient_id),
+            glass_broken=member(self.sets.glass_broken),
+        )
+        return found
+
+    def permits_content(self, res_type: str, res_id: str, body: dict[str, Any]) -> bool:
+        """Whether the decision permits a resource with content ``body`` (every patient)."""
+        if not self.applies_to(res_type):
+            return True
+        from dhr.audit.recorder import patients_of  # the audit's reading of the compartment
+
+        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+        labels = frozenset(
+            Label(str(s.get("system", "")), str(s.get("code", "")))
+            for s in (meta or {}).get("security") or []
+            if isinstance(s, dict)
+        )
+        codes = (
+            frozenset(
+                f"{c.get('system')}|{c.get('code')}"
+                for c in ((body.get("code") or {}).get("coding") or [])
+                if isinstance(c, dict)
+            )
+            if isinstance(body.get("code"), dict)
+            else frozenset()
+        )
+        for pid in patients_of(res_type, res_id, body, self.base) or []:
+            item = DataItem(
+                res_type,
+                pid,
+                labels,
+                tuple(controllers_of(meta)),
+                None,
+                None,
+                res_id,
+                codes,
+            )
+            if not permits(self.formula_for(pid), item, self.facts(pid)):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class PolicyTerm:
+    """The decision as a search criterion (:class:`dhr.search.compile.Term`); it never drives."""
+
+    policy: RequestPolicy
+
+    def parts(self, res_type: str) -> tuple[int | None, Cond, Cond]:
+        def probe(res: FromClause) -> ColumnElement[bool]:
+            return self.policy.visible(res, res_type)
+
+        return None, probe, probe
+
+    def __hash__(self) -> int:
+        return id(self.policy)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    requester: Requester
+    plain: Formula
+    groups: tuple[tuple[tuple[str, ...], Formula], ...]
+    sets: PatientSets
+    conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, compare=False)
+    by_id: dict[str, Select[Any]] = field(default_factory=dict, compare=False)
+
+
+_COMPILED: dict[tuple[Any, ...], _Compiled] = {}
+_MAX_COMPILED = 1024
+
+
+def request_policy(
+    conn: Connection,
+    principal: Principal,
+    base: str,
+    national: str,
+    now: int,
+    enabled: bool = True,
+    implicit: str = "care-relationship",
+) -> RequestPolicy:
+    """The compiled decision for ``principal``'s request.
+
+    Compiling is kept (per process) for the same requester, day, implicit policy, Consents
+    generation and arrangement version, so a request pays one small query to learn that nothing
+    changed; the patient-fact subqueries read the clock when they run.
+    """
+    exempt = is_record_service(principal) or not EXEMPT_ROLES.isdisjoint(principal.roles)
+    if not enabled or principal.open or exempt:
+        return RequestPolicy(True, base)
+    requester = requester_of(principal)
+    consent_gen, arrangement_gen = policy_store.generations(conn)
+    today = _today(now)
+    key = (
+        str(conn.engine.url),
+        requester,
+        base,
+        national,
+        implicit,
+        today,
+        consent_gen,
+        arrangement_gen,
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _compile(conn, requester, base, national, implicit, today, consent_gen)
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.clear()
+        _COMPILED[key] = compiled
+    return RequestPolicy(
+        False,
+        base,
+        compiled.requester,
+        compiled.plain,
+        compiled.groups,
+        compiled.sets,
+        conn,
+        _conds=compiled.conds,
+        _by_id=compiled.by_id,
+    )
+
+
+def _compile(
+    conn: Connection,
+    requester: Requester,
+    base: str,
+    national: str,
+    implicit: str,
+    today: str,
+    generation: int,
+) -> _Compiled:
+    arrangement = arrangement_of(conn, national)
+    plain = policy(requester, arrangement, today)
+    groups: dict[Formula, list[str]] = {}
+    if requester.patient is None:
+        by_patient = policy_store.active_consents(conn, base, generation)
+        for pid, consents in sorted(by_patient.items()):
+            formula = policy(requester, arrangement, today, consents)
+            if formula != plain:
+                groups.setdefault(formula, []).append(pid)
+    related = (
+        policy_store.related_patients(requester.organisation, requester.subject, None)
+        if requester.organisation
+        else policy_store.claimed_patients(requester.subject, None)
+    )
+    sets = PatientSets(
+        related=related,
+        opted_out=policy_store.opted_out_patients(),
+        glass_broken=policy_store.glass_broken_patients(requester.subject, None),
+        everyone_related=implicit == "direct-care",
+    )
+    return _Compiled(
+        requester, plain, tuple((tuple(pids), formula) for formula, pids in groups.items()), sets
+    )

@@ -1,0 +1,232 @@
+"""The consent decision as SQL: each atom of :mod:`consent.formula` as a condition on a resource.
+
+ARCHITECTURE.md "The policy layer": searches are not filtered after paging; the decision compiles
+into the SQL, so pages are full and totals true. :func:`condition` translates a formula for a
+``resource`` alias ``res`` and a column ``pid`` holding the id of the data's patient:
+
+* data atoms probe the resource's own index rows (``ix_token``, ``ix_date``) through their
+  ``(resource_key, param, ...)`` indexes: the ``code`` parameter for codes, ``_security`` for
+  security labels (https://hl7.org/fhir/R4/security-labels.html), ``_tag`` with the controller
+  system for the joint controllers, the type's clinical date parameters (:data:`CLINICAL_DATES`)
+  for a Consent's ``dataPeriod``;
+* patient atoms are ``pid IN (uncorrelated subquery)`` over the patient facts
+  (:class:`PatientSets`), which the database evaluates once per statement.
+
+:func:`patient_data` wraps a per-patient condition so that it holds for *every* patient whose
+record (https://hl7.org/fhir/R4/compartmentdefinition-patient.html) the resource belongs to, as
+the compartment's local references say: a resource of no patient is not patient data and passes.
+A Patient resource belongs to itself and, for a source record, to the master its ``link`` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    FromClause,
+    Select,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    true,
+)
+
+from consent import formula as f
+from consent.model import Period
+from dhr.record.vocab import CONTROLLER_SYSTEM
+from dhr.search import compartment
+from dhr.search.registry import registry
+from dhr.search.sql.predicate import index_table
+
+OWNER = "Patient"
+# The parameters that carry a resource's clinical date, first found wins (a Consent's dataPeriod
+# is compared with the start of that date).
+CLINICAL_DATES = (
+    "date",
+    "onset-date",
+    "recorded-date",
+    "authoredon",
+    "occurrence",
+    "period",
+    "issued",
+    "created",
+    "effective",
+)
+
+
+def clinical_date_param(res_type: str) -> str | None:
+    """The parameter whose value is ``res_type``'s clinical date (None: it has none)."""
+    params = registry().for_type(res_type)
+    for code in CLINICAL_DATES:
+        param = params.get(code)
+        if param is not None and param.type == "date":
+            return code
+    return None
+
+
+@dataclass(frozen=True)
+class PatientSets:
+    """The patient facts as subqueries of patient ids (``SELECT id``)."""
+
+    related: Select[tuple[str]] | CompoundSelect[tuple[str]] | None  # None: none at all
+    opted_out: Select[tuple[str]]
+    glass_broken: Select[tuple[str]]
+    everyone_related: bool = False  # the implicit policy needs no relationship (direct-care)
+
+
+def _micros(day: str, end: bool) -> int:
+    moment = datetime.fromisoformat(day[:10]).replace(tzinfo=UTC)
+    micros = int(moment.timestamp()) * 1_000_000
+    return micros + 86_400_000_000 - 1 if end else micros
+
+
+# One alias of each index table for every statement: the atoms are sibling subqueries (never
+# nested in one another), so they can share it, and building a fresh alias per atom per request
+# (SQLAlchemy proxies every column) cost more than the query itself.
+_TOKEN = index_table("token")
+_TAG = index_table("token")
+_DATE = index_table("date")
+_REF = index_table("reference")
+
+
+def _tokens(res: FromClause, param: str, pairs: Sequence[tuple[str, str]]) -> ColumnElement[bool]:
+    tok = _TOKEN
+    if not pairs:
+        return false()
+    match = or_(*(and_(tok.c.system == s, tok.c.code == c) for s, c in sorted(set(pairs))))
+    return (
+        exists()
+        .where(tok.c.resource_key == res.c.key, tok.c.param == param, match)
+        .correlate(res)
+    )
+
+
+def _controllers(res: FromClause, codes: frozenset[str], inside: bool) -> ColumnElement[bool]:
+    tok = _TAG
+    conds = [
+        tok.c.resource_key == res.c.key,
+        tok.c.param == "_tag",
+        tok.c.system == CONTROLLER_SYSTEM,
+    ]
+    if inside:
+        if not codes:
+            return false()
+        conds.append(tok.c.code.in_(sorted(codes)))
+    elif codes:
+        conds.append(tok.c.code.not_in(sorted(codes)))
+    return exists().where(*conds).correlate(res)
+
+
+def _date_in(res: FromClause, res_type: str | None, period: Period) -> ColumnElement[bool]:
+    day = _DATE
+    if res_type is not None:
+        code = clinical_date_param(res_type)
+        if code is None:
+            return false()
+        params: ColumnElement[bool] = day.c.param == code
+    else:
+        params = day.c.param.in_(CLINICAL_DATES)
+    conds = [day.c.resource_key == res.c.key, params]
+    try:
+        if period.start is not None:
+            conds.append(day.c.low >= _micros(period.start, end=False))
+        if period.end is not None:
+            conds.append(day.c.low <= _micros(period.end, end=True))
+    except ValueError:  # an unreadable date in a Consent: the condition matches nothing
+        return false()
+    return exists().where(*conds).correlate(res)
+
+
+def condition(
+    formula: f.Formula,
+    res: FromClause,
+    res_type: str | None,
+    pid: ColumnElement[str],
+    sets: PatientSets,
+) -> ColumnElement[bool]:
+    """``formula`` for the resource ``res`` (of ``res_type``, None: any) of patient ``pid``."""
+
+    def sql(part: f.Formula) -> ColumnElement[bool]:
+        match part:
+            case f.Const(value):
+                return true() if value else false()
+            case f.TypeIn(types):
+                return res.c.res_type.in_(sorted(types))
+            case f.CodeIn(codes):
+                pairs = [tuple(c.split("|", 1)) for c in codes if "|" in c]
+                return _tokens(res, "code", [(s, c) for s, c in pairs])
+            case f.LabelIn(labels):
+                return _tokens(res, "_security", [(x.system, x.code) for x in labels])
+            case f.DateIn(period):
+                return _date_in(res, res_type, period)
+            case f.IdIn(refs):
+                ids = [tuple(r.split("/", 1)) for r in sorted(refs) if "/" in r]
+                return or_(false(), *(and_(res.c.res_type == t, res.c.res_id == i) for t, i in ids))
+            case f.ControllerIn(codes):
+                return _controllers(res, codes, inside=True)
+            case f.ControllerOutside(codes):
+                return _controllers(res, codes, inside=False)
+            case f.Related():
+                if sets.everyone_related:
+                    return true()
+                return false() if sets.related is None else pid.in_(sets.related)
+            case f.OptedOut():
+                return pid.in_(sets.opted_out)
+            case f.GlassBroken():
+                return pid.in_(sets.glass_broken)
+            case f.PatientIs(patient_id):
+                return pid == patient_id
+            case f.All(parts):
+                return and_(true(), *(sql(p) for p in parts))
+            case f.AnyOf(parts):
+                return or_(false(), *(sql(p) for p in parts))
+            case f.Not(inner):
+                return not_(sql(inner))
+        raise TypeError(f"not a formula: {part!r}")
+
+    return sql(formula)
+
+
+PerPatient = Callable[[ColumnElement[str]], ColumnElement[bool]]
+
+
+def _local(ref: FromClause, base: str) -> ColumnElement[bool]:
+    return or_(ref.c.url.is_(None), ref.c.url.startswith(base + "/", autoescape=True))
+
+
+def patient_data(
+    res: FromClause, res_type: str | None, base: str, per_patient: PerPatient
+) -> ColumnElement[bool]:
+    """``per_patient(pid)`` holds for every patient whose record ``res`` belongs to (a resource
+    of no patient passes). ``res_type`` None: ``res`` may be of any type."""
+    comp = compartment.compartment(OWNER)
+    ref = _REF
+    if res_type is not None:
+        codes = list(comp.params(res_type)) + (["link"] if res_type == OWNER else [])
+        if not codes:
+            return true()
+        by_param: ColumnElement[bool] = ref.c.param.in_(codes)
+    else:
+        groups = comp.by_code(comp.members)
+        by_param = or_(
+            *(and_(ref.c.param == c, ref.c.res_type.in_(types)) for c, types in groups.items()),
+            and_(ref.c.param == "link", ref.c.res_type == OWNER),
+        )
+    others = ~exists().where(
+        ref.c.resource_key == res.c.key,
+        by_param,
+        ref.c.target_type == OWNER,
+        _local(ref, base),
+        not_(per_patient(ref.c.target_id)),
+    )
+    if res_type == OWNER:
+        return and_(per_patient(res.c.res_id), others)
+    if res_type is None:
+        return and_(or_(res.c.res_type != OWNER, per_patient(res.c.res_id)), others)
+    return others
