@@ -49,7 +49,7 @@ from dhr.record.attribution import attribute, is_record_service, owned_by, store
 from dhr.record.sources import Source
 from dhr.search import include
 from dhr.search.compile import Criteria, count_query, matching_ids, page_query
-from dhr.search.params import Include, SortKey
+from dhr.search.params import Chain, Criterion, Guarded, Has, Include, SortKey
 from dhr.store import access_store, audit_store, auth_client_store, source_store
 from dhr.store.repository import ResourceRepository, StoredVersion, stamp
 
@@ -226,6 +226,25 @@ class EnforcingRepository:
             )
         return terms
 
+    def _guard(self, criteria: Criteria) -> Criteria:
+        """``criteria`` with the targets of chains and the sources of ``_has`` restricted by
+        the consent decision too, so that a search cannot match through what it may not see."""
+        if self.policy.exempt:
+            return criteria
+        return [self._guarded(c) for c in criteria]
+
+    def _guarded(self, c: Any) -> Any:
+        if isinstance(c, Chain):
+            inner = tuple((t, self._guard_one(t, self._guarded(ic))) for t, ic in c.inner)
+            return Chain(c.param, inner)
+        if isinstance(c, Has):
+            return Has(c.source, c.param, self._guard_one(c.source, self._guarded(c.inner)))
+        return c
+
+    def _guard_one(self, res_type: str, c: Criterion) -> Criterion:
+        term = self.policy.term(res_type)
+        return c if term is None else Guarded(c, term)
+
     def _read_terms(self, res_type: str) -> Terms:
         """What a search of ``res_type`` is limited to: the scopes' ``s`` criteria and the
         consent decision."""
@@ -358,18 +377,19 @@ class EnforcingRepository:
     ) -> list[Row[Any]]:
         """One page of a search (``s``), restricted to what the token may see."""
         terms = self._read_terms(res_type)
+        criteria = self._guard(criteria)
         rows = self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
         self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
         return rows
 
     def count(self, res_type: str, criteria: Criteria) -> int:
         terms = self._read_terms(res_type)
-        return self._store.count(count_query(res_type, (*terms, *criteria)))
+        return self._store.count(count_query(res_type, (*terms, *self._guard(criteria))))
 
     def match_ids(self, res_type: str, criteria: Criteria, limit: int) -> list[str]:
         """Ids of conditional-interaction matches (``s``) among what the token may see."""
         terms = self._read_terms(res_type)
-        rows = self._store.search(matching_ids(res_type, (*terms, *criteria), limit))
+        rows = self._store.search(matching_ids(res_type, (*terms, *self._guard(criteria)), limit))
         return [str(row[0]) for row in rows]
 
     def include(

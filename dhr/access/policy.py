@@ -351,6 +351,11 @@ def request_policy(
     )
 
 
+def _from_cte(stmt: Any, name: str) -> Select[Any]:
+    cte = stmt.cte(name)
+    return select(cte.c[0])
+
+
 def _compile(
     conn: Connection,
     requester: Requester,
@@ -374,10 +379,14 @@ def _compile(
         if requester.organisation
         else policy_store.claimed_patients(requester.subject, None)
     )
+    # Each fact once per statement, as a named CTE the database computes once (and the
+    # statements stay shallow: SQLite's parser has a bounded stack).
     sets = PatientSets(
-        related=related,
-        opted_out=policy_store.opted_out_patients(),
-        glass_broken=policy_store.glass_broken_patients(requester.subject, None),
+        related=_from_cte(related, "policy_related"),
+        opted_out=_from_cte(policy_store.opted_out_patients(), "policy_opted_out"),
+        glass_broken=_from_cte(
+            policy_store.glass_broken_patients(requester.subject, None), "policy_glass"
+        ),
         everyone_related=implicit == "direct-care",
     )
     return _Compiled(

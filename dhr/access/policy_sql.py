@@ -103,7 +103,7 @@ def _tokens(res: FromClause, param: str, pairs: Sequence[tuple[str, str]]) -> Co
     return (
         exists()
         .where(tok.c.resource_key == res.c.key, tok.c.param == param, match)
-        .correlate(res)
+        .correlate_except(tok)
     )
 
 
@@ -120,7 +120,7 @@ def _controllers(res: FromClause, codes: frozenset[str], inside: bool) -> Column
         conds.append(tok.c.code.in_(sorted(codes)))
     elif codes:
         conds.append(tok.c.code.not_in(sorted(codes)))
-    return exists().where(*conds).correlate(res)
+    return exists().where(*conds).correlate_except(tok)
 
 
 def _date_in(res: FromClause, res_type: str | None, period: Period) -> ColumnElement[bool]:
@@ -140,7 +140,7 @@ def _date_in(res: FromClause, res_type: str | None, period: Period) -> ColumnEle
             conds.append(day.c.low <= _micros(period.end, end=True))
     except ValueError:  # an unreadable date in a Consent: the condition matches nothing
         return false()
-    return exists().where(*conds).correlate(res)
+    return exists().where(*conds).correlate_except(day)
 
 
 def condition(

@@ -49,7 +49,7 @@ from sqlalchemy import (
 from dhr.errors import bad_request
 from dhr.search import compartment
 from dhr.search.compartment import InCompartment
-from dhr.search.params import Chain, Criterion, Filter, Has, SortKey
+from dhr.search.params import Chain, Criterion, Filter, Guarded, Has, SortKey
 from dhr.search.sql import composite, special
 from dhr.search.sql.dialect import any_of, unindexed
 from dhr.search.sql.predicate import index_code, index_table, table_name, value_match
@@ -126,6 +126,15 @@ def _part(res_type: str, c: Criterion | Term) -> _Part:
         return _Part(1, drive, probe)
     if isinstance(c, Chain):
         return _chain(res_type, c)
+    if isinstance(c, Guarded):
+        inner = _part(res_type, c.inner)
+        _, _, guard = c.term.parts(res_type)
+        return _Part(
+            inner.rank,
+            lambda res: and_(inner.drive(res), guard(res)),
+            lambda res: and_(inner.probe(res), guard(res)),
+            by_id=inner.by_id,
+        )
     assert isinstance(c, Has)
     ref = index_table("reference")
     referrers = matching_keys(c.source, [c.inner])

@@ -12,7 +12,8 @@ page by :mod:`dhr.search.include`; a bad one (unknown type or parameter, not a r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from dhr.errors import bad_request, not_supported
 from dhr.fhir.types import resource_types
@@ -62,7 +63,17 @@ class Has:
     inner: Criterion
 
 
-Criterion = Filter | Chain | Has | InCompartment
+@dataclass(frozen=True)
+class Guarded:
+    """``inner``, further restricted by an access ``term`` (a :class:`dhr.search.compile.Term`,
+    e.g. the consent policy's): the enforcing repository guards the targets of chains and the
+    sources of ``_has`` so that nothing hidden is matched through them."""
+
+    inner: Criterion
+    term: Any = field(compare=False, hash=False)
+
+
+Criterion = Filter | Chain | Has | InCompartment | Guarded
 
 
 @dataclass(frozen=True)

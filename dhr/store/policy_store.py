@@ -76,44 +76,72 @@ def organisations(ods: str) -> Select[tuple[str]]:
     )
 
 
-def _referrers(res_type: str, params: Sequence[str], ods: str) -> Select[tuple[int]]:
-    """Keys of ``res_type`` resources referring through ``params`` to organisation ``ods``."""
+def _to_organisation(res_type: str, params: Sequence[str], ods: str) -> tuple[Any, Any, list[Any]]:
+    """``(reference alias, FROM clause, conditions)``: references of ``res_type`` resources
+    through ``params`` to a live Organization with ODS code ``ods``, as joins (no nesting: the
+    result sits inside other subqueries, and SQLite's parser has a bounded stack)."""
     ref = index_table("reference").alias()
-    return select(ref.c.resource_key).where(
+    org = RESOURCE.alias()
+    tok = index_table("token").alias()
+    joined = ref.join(
+        org, and_(org.c.res_type == "Organization", org.c.res_id == ref.c.target_id)
+    ).join(tok, tok.c.resource_key == org.c.key)
+    conds = [
         ref.c.res_type == res_type,
         ref.c.param.in_(list(params)),
         ref.c.target_type == "Organization",
-        ref.c.target_id.in_(organisations(ods)),
+        org.c.deleted.is_(False),
+        org.c.version_id > 0,
+        tok.c.param == "identifier",
+        tok.c.system == ODS_CODE_SYSTEM,
+        tok.c.code == ods,
+    ]
+    return ref, joined, conds
+
+
+def _patients_by(res_type: str, params: Sequence[str], ods: str, status: str) -> Select[Any]:
+    """Patients of ``res_type`` resources in ``status`` that name organisation ``ods``."""
+    ref, joined, conds = _to_organisation(res_type, params, ods)
+    state = index_table("token").alias()
+    who = index_table("reference").alias()
+    joined = joined.join(state, state.c.resource_key == ref.c.resource_key).join(
+        who, who.c.resource_key == ref.c.resource_key
     )
-
-
-def _with_status(keys: Select[tuple[int]], status: str) -> Select[tuple[int]]:
-    tok = index_table("token").alias()
-    return select(tok.c.resource_key).where(
-        tok.c.resource_key.in_(keys), tok.c.param == "status", tok.c.code == status
-    )
-
-
-def _patients_of(keys: Select[tuple[int]], params: Sequence[str]) -> Select[tuple[str]]:
-    ref = index_table("reference").alias()
-    return select(ref.c.target_id).where(
-        ref.c.resource_key.in_(keys), ref.c.param.in_(list(params)), ref.c.target_type == "Patient"
+    return (
+        select(who.c.target_id)
+        .select_from(joined)
+        .where(
+            *conds,
+            state.c.param == "status",
+            state.c.code == status,
+            who.c.param.in_(["patient", "subject"]),
+            who.c.target_type == "Patient",
+        )
     )
 
 
 def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[tuple[str]]:
     """Ids of the patients organisation ``ods`` (and requester ``subject``) cares for."""
-    registered = _referrers("Patient", ("organization", "general-practitioner"), ods)
-    registered_ids = select(RESOURCE.c.res_id).where(RESOURCE.c.key.in_(registered))
-    masters = _patients_of(registered, ("link",))
-    encounters = _with_status(_referrers("Encounter", ("service-provider",), ods), "in-progress")
-    episodes = _with_status(_referrers("EpisodeOfCare", ("organization",), ods), "active")
-    claimed = _claimed(RELATIONSHIP, subject, now)
-    return registered_ids.union(
+    registration = ("organization", "general-practitioner")
+    ref, joined, conds = _to_organisation("Patient", registration, ods)
+    pat = RESOURCE.alias()
+    registered = (
+        select(pat.c.res_id)
+        .select_from(joined.join(pat, pat.c.key == ref.c.resource_key))
+        .where(*conds)
+    )
+    ref2, joined2, conds2 = _to_organisation("Patient", registration, ods)
+    link = index_table("reference").alias()
+    masters = (
+        select(link.c.target_id)
+        .select_from(joined2.join(link, link.c.resource_key == ref2.c.resource_key))
+        .where(*conds2, link.c.param == "link", link.c.target_type == "Patient")
+    )
+    return registered.union(
         masters,
-        _patients_of(encounters, ("patient", "subject")),
-        _patients_of(episodes, ("patient",)),
-        claimed,
+        _patients_by("Encounter", ("service-provider",), ods, "in-progress"),
+        _patients_by("EpisodeOfCare", ("organization",), ods, "active"),
+        _claimed(RELATIONSHIP, subject, now),
     )
 
 
