@@ -1,5 +1,5 @@
 """The ``dhr`` command: ``serve``, ``db upgrade``, ``load``, ``clients``, ``users``, ``keys``,
-``token``, ``keygen``, ``audit``, ``sources``, ``controllers``.
+``token``, ``keygen``, ``audit``, ``sources``, ``controllers``, ``opt-out``.
 
 Configuration comes from ``DHR_*`` environment variables through :class:`dhr.config.Settings`;
 flags override host and port.
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     source_cli.add_parser(sub)  # dhr sources add|list|activate|deactivate
     arrangement_cli.add_parser(sub)  # dhr controllers show|set|history
+    from dhr.access import opt_out_cli
+
+    opt_out_cli.add_parser(sub)  # dhr opt-out add|remove|list
     return parser
 
 

@@ -8,8 +8,12 @@ on the user's Practitioner or Patient resource, else the app's or organisation's
 (the role's display, :mod:`dhr.auth.roles`), ``organisation`` (the organisation's name, else its
 ODS code), ``data`` (kinds of data, "observations, conditions"), ``action`` ("looked at",
 "searched", "created", "changed", "deleted"), ``allowed`` (false when the access was refused),
-``purpose`` ("direct care"...) and ``breakGlass``. No ids, hashes, tokens, client ids or request
-ids (GDPR art. 15 right of access: the recipients of the data, in an intelligible form).
+``purpose`` ("direct care"...) and ``breakGlass``. A declaration about the record
+(``$break-glass``, ``$claim-relationship``) is an ``access`` too, whose ``action`` says what was
+declared ("declared emergency access (break-glass)", "said they are caring for you (to be
+checked)") about ``data`` "your whole record", with the ``reason`` they gave and ``until``
+(valueDateTime) when it lapses. No ids, hashes, tokens, client ids or request ids (GDPR art. 15
+right of access: the recipients of the data, in an intelligible form).
 
 Who may call it: the patient (a token whose user is a patient, or whose resource scopes are all
 ``patient/`` scopes) for their own id only (another id answers 404, like any compartment
@@ -41,6 +45,7 @@ from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant
 from dhr.interactions.audit_read import page_count, page_cursor
 from dhr.search.params import parse_search
+from dhr.store import policy_store
 
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 _ORGANISATION_EXTENSION = "audit-agent-organisation"
@@ -50,6 +55,14 @@ _SEARCHES = frozenset(
     {"search-type", "search-system", "search-compartment", "history-type", "history-system"}
 )
 _ACTIONS = {"C": "created", "U": "changed", "D": "deleted"}
+# Declarations about the record (audit subtype -> access_claim kind, what the patient reads).
+_DECLARATIONS = {
+    "break-glass": (policy_store.BREAK_GLASS, "declared emergency access (break-glass)"),
+    "claim-relationship": (
+        policy_store.RELATIONSHIP,
+        "said they are caring for you (to be checked)",
+    ),
+}
 _PURPOSES = {
     "TREAT": "direct care",
     "ETREAT": "emergency care",
@@ -108,7 +121,12 @@ def access_log(ctx: RequestContext, req: FhirRequest, patient_id: str) -> FhirRe
     more = len(rows) > count
     rows = rows[:count]
     names = _Names(ctx.repo)
-    params: list[dict[str, Any]] = [_access(names, row) for row in rows]
+    claims = (
+        policy_store.claims_for_patient(ctx.repo.conn, patient_id)
+        if any(row.subtype in _DECLARATIONS for row in rows)
+        else []
+    )
+    params: list[dict[str, Any]] = [_access(names, row, claims) for row in rows]
     if more:
         qs = urlencode([("_count", str(count)), ("_page", str(rows[-1].key))], quote_via=quote)
         url = f"{ctx.base}/Patient/{patient_id}/$access-log?{qs}"
@@ -144,7 +162,7 @@ def _own_patient(principal: Principal) -> str | None:
     return None
 
 
-def _access(names: _Names, row: Any) -> dict[str, Any]:
+def _access(names: _Names, row: Any, claims: Sequence[Any]) -> dict[str, Any]:
     event: dict[str, Any] = jsonio.loads(bytes(row.data))
     user = _agent(event, _USER_AGENT)
     parts: list[dict[str, Any]] = [
@@ -162,7 +180,34 @@ def _access(names: _Names, row: Any) -> dict[str, Any]:
         {"name": "purpose", "valueString": _purpose(row.purpose, user)},
         {"name": "breakGlass", "valueBoolean": bool(row.break_glass)},
     ]
+    if row.subtype in _DECLARATIONS:
+        parts = _declared(parts, row, claims)
     return {"name": "access", "part": parts}
+
+
+def _declared(parts: list[dict[str, Any]], row: Any, claims: Sequence[Any]) -> list[dict[str, Any]]:
+    """A declaration's access entry: what was declared, its reason and when it lapses (the
+    claim recorded with the event: same subject and kind, the newest started before it)."""
+    kind, said = _DECLARATIONS[str(row.subtype)]
+    plain = {"action": said, "data": "your whole record"}
+    out = [
+        {"name": p["name"], "valueString": plain[p["name"]]} if p["name"] in plain else p
+        for p in parts
+    ]
+    if row.outcome != "0":
+        return out
+    claim = next(
+        (
+            c
+            for c in claims  # newest first
+            if c.kind == kind and c.subject == row.agent and int(c.started) <= int(row.recorded)
+        ),
+        None,
+    )
+    if claim is not None:
+        out.append({"name": "reason", "valueString": str(claim.reason)})
+        out.append({"name": "until", "valueDateTime": format_instant(int(claim.expires))})
+    return out
 
 
 def _agent(event: dict[str, Any], code: str) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 
 It lists only what works: per type read, vread, update, patch, delete, create, history; system
 history, batch and transaction; ``$validate``; type-level search with each type's parameters,
-``_include``/``_revinclude`` and (for Patient) ``$everything``.
+``_include``/``_revinclude`` and (for Patient) ``$everything`` and DHR's Patient operations
+(``$access-log``, ``$link``, ``$unlink``, ``$break-glass``, ``$claim-relationship``).
 Conditional interactions state their limits. With authorisation on, ``rest[0].security`` names
 SMART-on-FHIR and carries the ``oauth-uris`` extension
 (https://hl7.org/fhir/smart-app-launch/conformance.html#declaring-support-for-oauth2-endpoints).
@@ -76,7 +77,8 @@ _EVERYTHING = {
 }
 
 
-# Patient-level operations beyond $everything: $match (FHIR), $access-log, $link and $unlink (DHR).
+# Patient-level operations beyond $everything: $match (FHIR); $access-log, $link, $unlink,
+# $break-glass and $claim-relationship (DHR).
 _PATIENT_OPERATIONS = [
     _EVERYTHING,
     {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
@@ -88,6 +90,14 @@ _PATIENT_OPERATIONS = [
     {
         "name": "unlink",
         "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-unlink",
+    },
+    {
+        "name": "break-glass",
+        "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-break-glass",
+    },
+    {
+        "name": "claim-relationship",
+        "definition": "https://dhr.nhs.example/fhir/OperationDefinition/Patient-claim-relationship",
     },
 ]
 _ACCESS_CHECK = {

@@ -3,7 +3,9 @@
 https://hl7.org/fhir/R4/operations.html. An unknown operation answers 404 with an
 OperationOutcome; a known one called with the wrong method answers 405. ``$everything`` exists on
 Patient at type and instance level (https://hl7.org/fhir/R4/patient-operation-everything.html);
-``$access-log`` on a Patient instance (who accessed the record, :mod:`dhr.operations.access_log`).
+``$access-log`` on a Patient instance (who accessed the record, :mod:`dhr.operations.access_log`);
+``$break-glass`` and ``$claim-relationship`` on a Patient instance (time-limited declarations,
+:mod:`dhr.operations.break_glass`, :mod:`dhr.operations.claim_relationship`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.context import RequestContext
 from dhr.errors import FhirError, not_supported
-from dhr.operations import access_check, access_log, bulk_import, everything, match, patient_link
+from dhr.operations import (
+    access_check,
+    access_log,
+    break_glass,
+    bulk_import,
+    claim_relationship,
+    everything,
+    match,
+    patient_link,
+)
 from dhr.operations import validate as validate_op
 from dhr.operations.capabilities import capability_statement
 
@@ -72,6 +83,18 @@ def route_instance(res_type: str, res_id: str, name: str, method: str) -> Route:
         if method != "GET":
             raise not_supported("$access-log takes GET", 405)
         return Route("access-log", lambda c, r: access_log.access_log(c, r, res_id), write=False)
+    if name == "break-glass" and res_type == "Patient":
+        if method != "POST":
+            raise not_supported("$break-glass takes POST", 405)
+        return Route("break-glass", lambda c, r: break_glass.break_glass(c, r, res_id), write=True)
+    if name == "claim-relationship" and res_type == "Patient":
+        if method != "POST":
+            raise not_supported("$claim-relationship takes POST", 405)
+        return Route(
+            "claim-relationship",
+            lambda c, r: claim_relationship.claim_relationship(c, r, res_id),
+            write=True,
+        )
     if name in ("link", "unlink") and res_type == "Patient":
         if method != "POST":
             raise not_supported(f"${name} takes POST", 405)
