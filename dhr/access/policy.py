@@ -124,6 +124,7 @@ class RequestPolicy:
     groups: tuple[tuple[tuple[str, ...], Formula], ...] = ()
     sets: PatientSets | None = None
     _conn: Connection | None = field(default=None, repr=False)
+    sets_one: PatientSets | None = None
     _facts: dict[str, PatientFacts] = field(default_factory=dict, repr=False)
     # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
     # policy across requests (building it costs more than running it)
@@ -141,10 +142,10 @@ class RequestPolicy:
                 return formula
         return self.implicit
 
-    def _per_patient(self, res: FromClause, res_type: str | None) -> PerPatient:
+    def _per_patient(self, res: FromClause, res_type: str | None, one: bool = False) -> PerPatient:
         assert self.implicit is not None
-        assert self.sets is not None
-        sets = self.sets
+        sets = self.sets_one if one else self.sets
+        assert sets is not None
         implicit = self.implicit
         holders = self.holders
 
@@ -195,12 +196,13 @@ class RequestPolicy:
             return set(res_ids)
         flush_index_rows(conn)
         stmt = self._by_id.get(res_type)
-        if stmt is None:
-            self.visible(RESOURCE, res_type)  # builds the condition on POLICY_ROW
-            stmt = self._by_id[res_type] = select(POLICY_ROW.c.res_id).where(
-                POLICY_ROW.c.res_type == res_type,
-                POLICY_ROW.c.res_id.in_(bindparam("ids", expanding=True)),
-                self._conds[res_type],
+        if stmt is None:  # the facts probed for the one patient, not computed as sets
+            row = POLICY_ROW
+            cond = patient_data(row, res_type, self.base, self._per_patient(row, res_type, True))
+            stmt = self._by_id[res_type] = select(row.c.res_id).where(
+                row.c.res_type == res_type,
+                row.c.res_id.in_(bindparam("ids", expanding=True)),
+                cond,
             )
         return {str(r[0]) for r in conn.execute(stmt, {"ids": list(res_ids)})}
 
@@ -293,6 +295,7 @@ class _Compiled:
     plain: Formula
     groups: tuple[tuple[tuple[str, ...], Formula], ...]
     sets: PatientSets
+    sets_one: PatientSets
     conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, compare=False)
     by_id: dict[str, Select[Any]] = field(default_factory=dict, compare=False)
 
@@ -346,6 +349,7 @@ def request_policy(
         compiled.groups,
         compiled.sets,
         conn,
+        compiled.sets_one,
         _conds=compiled.conds,
         _by_id=compiled.by_id,
     )
@@ -379,6 +383,15 @@ def _compile(
         if requester.organisation
         else policy_store.claimed_patients(requester.subject, None)
     )
+    opted = policy_store.opted_out_patients()
+    glass = policy_store.glass_broken_patients(requester.subject, None)
+    sets_one = PatientSets(
+        related=related.subquery(),
+        opted_out=opted.subquery(),
+        glass_broken=glass.subquery(),
+        everyone_related=implicit == "direct-care",
+        one_patient=True,
+    )
     # Each fact once per statement, as a named CTE the database computes once (and the
     # statements stay shallow: SQLite's parser has a bounded stack).
     sets = PatientSets(
@@ -390,5 +403,9 @@ def _compile(
         everyone_related=implicit == "direct-care",
     )
     return _Compiled(
-        requester, plain, tuple((tuple(pids), formula) for formula, pids in groups.items()), sets
+        requester,
+        plain,
+        tuple((tuple(pids), formula) for formula, pids in groups.items()),
+        sets,
+        sets_one,
     )

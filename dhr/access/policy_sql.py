@@ -23,18 +23,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     FromClause,
-    Select,
     and_,
     exists,
     false,
     not_,
     or_,
     true,
+    tuple_,
 )
 
 from consent import formula as f
@@ -74,10 +74,14 @@ def clinical_date_param(res_type: str) -> str | None:
 class PatientSets:
     """The patient facts as subqueries of patient ids (``SELECT id``)."""
 
-    related: Select[tuple[str]] | CompoundSelect[tuple[str]] | None  # None: none at all
-    opted_out: Select[tuple[str]]
-    glass_broken: Select[tuple[str]]
+    related: Any  # None: no relationship at all
+    opted_out: Any
+    glass_broken: Any
     everyone_related: bool = False  # the implicit policy needs no relationship (direct-care)
+    # True: the fields are subqueries (FROM clauses) probed for one patient
+    # (``EXISTS (... WHERE id = pid)``, which the databases push down to index lookups), the form
+    # for checking one resource; False: id sets evaluated once per statement, for searches.
+    one_patient: bool = False
 
 
 def _micros(day: str, end: bool) -> int:
@@ -99,7 +103,7 @@ def _tokens(res: FromClause, param: str, pairs: Sequence[tuple[str, str]]) -> Co
     tok = _TOKEN
     if not pairs:
         return false()
-    match = or_(*(and_(tok.c.system == s, tok.c.code == c) for s, c in sorted(set(pairs))))
+    match = tuple_(tok.c.system, tok.c.code).in_(sorted(set(pairs)))
     return (
         exists()
         .where(tok.c.resource_key == res.c.key, tok.c.param == param, match)
@@ -152,6 +156,11 @@ def condition(
 ) -> ColumnElement[bool]:
     """``formula`` for the resource ``res`` (of ``res_type``, None: any) of patient ``pid``."""
 
+    def member(found: Any) -> ColumnElement[bool]:
+        if sets.one_patient:
+            return exists().where(found.c[0] == pid).correlate_except(found)
+        return pid.in_(found)
+
     def sql(part: f.Formula) -> ColumnElement[bool]:
         match part:
             case f.Const(value):
@@ -175,11 +184,11 @@ def condition(
             case f.Related():
                 if sets.everyone_related:
                     return true()
-                return false() if sets.related is None else pid.in_(sets.related)
+                return false() if sets.related is None else member(sets.related)
             case f.OptedOut():
-                return pid.in_(sets.opted_out)
+                return member(sets.opted_out)
             case f.GlassBroken():
-                return pid.in_(sets.glass_broken)
+                return member(sets.glass_broken)
             case f.PatientIs(patient_id):
                 return pid == patient_id
             case f.All(parts):

@@ -69,6 +69,7 @@ def organisations(ods: str) -> Select[tuple[str]]:
         .join(tok, tok.c.resource_key == org.c.key)
         .where(
             *_live(org, "Organization"),
+            tok.c.res_type == "Organization",
             tok.c.param == "identifier",
             tok.c.system == ODS_CODE_SYSTEM,
             tok.c.code == ods,
@@ -92,6 +93,7 @@ def _to_organisation(res_type: str, params: Sequence[str], ods: str) -> tuple[An
         ref.c.target_type == "Organization",
         org.c.deleted.is_(False),
         org.c.version_id > 0,
+        tok.c.res_type == "Organization",
         tok.c.param == "identifier",
         tok.c.system == ODS_CODE_SYSTEM,
         tok.c.code == ods,
@@ -112,6 +114,7 @@ def _patients_by(res_type: str, params: Sequence[str], ods: str, status: str) ->
         .select_from(joined)
         .where(
             *conds,
+            state.c.res_type == res_type,
             state.c.param == "status",
             state.c.code == status,
             who.c.param.in_(["patient", "subject"]),
@@ -137,7 +140,7 @@ def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[
         .select_from(joined2.join(link, link.c.resource_key == ref2.c.resource_key))
         .where(*conds2, link.c.param == "link", link.c.target_type == "Patient")
     )
-    return registered.union(
+    return registered.union_all(
         masters,
         _patients_by("Encounter", ("service-provider",), ods, "in-progress"),
         _patients_by("EpisodeOfCare", ("organization",), ods, "active"),
@@ -174,6 +177,7 @@ def opted_out_patients(patient_id: str | None = None) -> Select[tuple[str]]:
         .join(tok, tok.c.resource_key == pat.c.key)
         .where(
             *_live(pat, "Patient"),
+            tok.c.res_type == "Patient",
             tok.c.param == "identifier",
             tok.c.system == NHS_NUMBER_SYSTEM,
             tok.c.code.in_(select(OPT_OUT.c.nhs_number)),
