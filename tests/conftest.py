@@ -30,6 +30,7 @@ import uvicorn
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from dhr.access.policy import forget_compiled_policies
 from dhr.app import create_app
 from dhr.auth.service import AuthServer
 from dhr.config import Settings
@@ -78,7 +79,10 @@ def engine_name(engine: Engine) -> str:
 
 
 def empty_tables(engine: Engine) -> None:
-    """Delete every row of the FHIR tables (the authorisation tables are left alone)."""
+    """Delete every row of the FHIR tables (the authorisation tables are left alone), and
+    forget the consent policy's compiled forms: they are kept by the newest Consent version's
+    key, which starts again from nothing in emptied tables."""
+    forget_compiled_policies()
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in AUTH_TABLES]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

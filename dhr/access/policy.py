@@ -304,6 +304,13 @@ _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
 _MAX_COMPILED = 1024
 
 
+def forget_compiled_policies() -> None:
+    """Drop every kept compiled policy and parsed Consent (tests that empty the tables, where
+    version keys start again; a restored database needs a restart for the same reason)."""
+    _COMPILED.clear()
+    policy_store.forget_consents()
+
+
 def request_policy(
     conn: Connection,
     principal: Principal,

@@ -262,6 +262,12 @@ def generations(conn: Connection) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
+def forget_consents() -> None:
+    """Drop the parsed Consents kept per generation (see :func:`active_consents`)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
 def active_consents(
     conn: Connection, base: str, generation: int
 ) -> dict[str, tuple[PatientConsent, ...]]:

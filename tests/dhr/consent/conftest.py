@@ -20,7 +20,6 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from dhr.access import policy as access_policy
 from dhr.record.arrangement import Controller, load_default
 from dhr.store import policy_store
 from dhr.store.arrangement_store import record_arrangement
@@ -44,13 +43,9 @@ NHS_NUMBERS = ("9434765919", "9434765927", "9434765935", "9434765943", "94347659
 
 
 def reset(engine: Engine) -> None:
-    """Empty the FHIR and policy tables and forget what the server compiled from them.
-
-    The policy caches are keyed by the newest Consent version's key, which restarts when the
-    tables are emptied; a fresh world must not meet the last world's Consents."""
+    """Empty the FHIR and policy tables; :func:`tests.conftest.empty_tables` also forgets what
+    the server compiled from them (a fresh world must not meet the last world's Consents)."""
     empty_tables(engine)
-    policy_store._CACHE.clear()
-    access_policy._COMPILED.clear()
 
 
 @dataclass
