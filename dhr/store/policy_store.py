@@ -77,33 +77,23 @@ def organisations(ods: str) -> Select[tuple[str]]:
     )
 
 
-def _to_organisation(res_type: str, params: Sequence[str], ods: str) -> tuple[Any, Any, list[Any]]:
+def _to_organisation(res_type: str, params: Sequence[str], orgs: Any) -> tuple[Any, Any, list[Any]]:
     """``(reference alias, FROM clause, conditions)``: references of ``res_type`` resources
-    through ``params`` to a live Organization with ODS code ``ods``, as joins (no nesting: the
+    through ``params`` to one of the Organizations ``orgs`` (a CTE of their ids), flat (the
     result sits inside other subqueries, and SQLite's parser has a bounded stack)."""
     ref = index_table("reference").alias()
-    org = RESOURCE.alias()
-    tok = index_table("token").alias()
-    joined = ref.join(
-        org, and_(org.c.res_type == "Organization", org.c.res_id == ref.c.target_id)
-    ).join(tok, tok.c.resource_key == org.c.key)
     conds = [
         ref.c.res_type == res_type,
         ref.c.param.in_(list(params)),
         ref.c.target_type == "Organization",
-        org.c.deleted.is_(False),
-        org.c.version_id > 0,
-        tok.c.res_type == "Organization",
-        tok.c.param == "identifier",
-        tok.c.system == ODS_CODE_SYSTEM,
-        tok.c.code == ods,
+        ref.c.target_id.in_(select(orgs.c.res_id)),
     ]
-    return ref, joined, conds
+    return ref, ref, conds
 
 
-def _patients_by(res_type: str, params: Sequence[str], ods: str, status: str) -> Select[Any]:
-    """Patients of ``res_type`` resources in ``status`` that name organisation ``ods``."""
-    ref, joined, conds = _to_organisation(res_type, params, ods)
+def _patients_by(res_type: str, params: Sequence[str], orgs: Any, status: str) -> Select[Any]:
+    """Patients of ``res_type`` resources in ``status`` that name one of ``orgs``."""
+    ref, joined, conds = _to_organisation(res_type, params, orgs)
     state = index_table("token").alias()
     who = index_table("reference").alias()
     joined = joined.join(state, state.c.resource_key == ref.c.resource_key).join(
@@ -124,16 +114,20 @@ def _patients_by(res_type: str, params: Sequence[str], ods: str, status: str) ->
 
 
 def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[tuple[str]]:
-    """Ids of the patients organisation ``ods`` (and requester ``subject``) cares for."""
+    """Ids of the patients organisation ``ods`` (and requester ``subject``) cares for.
+
+    The organisation's ids come first, as a materialised CTE (PostgreSQL otherwise starts from
+    every Encounter's ``serviceProvider`` and checks each one's organisation)."""
+    orgs = organisations(ods).cte("policy_orgs").prefix_with("MATERIALIZED", dialect="postgresql")
     registration = ("organization", "general-practitioner")
-    ref, joined, conds = _to_organisation("Patient", registration, ods)
+    ref, joined, conds = _to_organisation("Patient", registration, orgs)
     pat = RESOURCE.alias()
     registered = (
         select(pat.c.res_id)
         .select_from(joined.join(pat, pat.c.key == ref.c.resource_key))
         .where(*conds)
     )
-    ref2, joined2, conds2 = _to_organisation("Patient", registration, ods)
+    ref2, joined2, conds2 = _to_organisation("Patient", registration, orgs)
     link = index_table("reference").alias()
     masters = (
         select(link.c.target_id)
@@ -142,8 +136,8 @@ def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[
     )
     return registered.union_all(
         masters,
-        _patients_by("Encounter", ("service-provider",), ods, "in-progress"),
-        _patients_by("EpisodeOfCare", ("organization",), ods, "active"),
+        _patients_by("Encounter", ("service-provider",), orgs, "in-progress"),
+        _patients_by("EpisodeOfCare", ("organization",), orgs, "active"),
         _claimed(RELATIONSHIP, subject, now),
     )
 
