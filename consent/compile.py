@@ -58,7 +58,7 @@ from consent.model import (
     Provision,
     Requester,
 )
-from consent.provisions import RESEARCH_PURPOSE, SCOPES, actor_keys, within
+from consent.provisions import RESEARCH_PURPOSE, actor_keys, in_force, within
 from consent.rules.sensitivity import SENSITIVE
 
 
@@ -118,13 +118,7 @@ def consent_result(
     """``(deny, permit)`` of a patient's Consents combined (any deny denies)."""
     denies: list[Formula] = []
     permits: list[Formula] = []
-    for consent in consents:
-        if consent.scope not in SCOPES:
-            continue
-        if consent.scope == "research" and requester.purpose != purpose_scope:
-            continue
-        if not within(consent.period, today):
-            continue
+    for consent in in_force(consents, requester, today, purpose_scope):
         deny, permit = provision_result(consent.provision, requester, action, today)
         denies.append(deny)
         permits.append(permit)

@@ -323,6 +323,23 @@ def _reasons(results: Sequence[tuple[str, Effect | None, str]], effect: Effect) 
     return [f"Consent/{cid}: {reason}" for cid, e, reason in results if e == effect]
 
 
+def in_force(
+    consents: Iterable[PatientConsent],
+    requester: Requester,
+    today: str,
+    purpose_scope: str = RESEARCH_PURPOSE,
+) -> list[PatientConsent]:
+    """The Consents that have a say for ``requester`` today: ``patient-privacy`` always,
+    ``research`` only for the research purpose, each only within its period."""
+    return [
+        c
+        for c in consents
+        if c.scope in SCOPES
+        and (c.scope != "research" or requester.purpose == purpose_scope)
+        and within(c.period, today)
+    ]
+
+
 def evaluate_consents(
     consents: Iterable[PatientConsent],
     requester: Requester,
@@ -336,13 +353,7 @@ def evaluate_consents(
     ``purpose_scope`` is the purpose of use under which ``research`` Consents count.
     """
     results: list[tuple[str, Effect | None, str]] = []
-    for consent in consents:
-        if consent.scope not in SCOPES:
-            continue
-        if consent.scope == "research" and requester.purpose != purpose_scope:
-            continue
-        if not within(consent.period, today):
-            continue
+    for consent in in_force(consents, requester, today, purpose_scope):
         effect, reason = evaluate(consent.provision, requester, item, action, today)
         results.append((consent.consent_id, effect, reason))
     if denies := _reasons(results, "deny"):

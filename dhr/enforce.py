@@ -300,13 +300,14 @@ class EnforcingRepository:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def _consented(self, stored: StoredVersion) -> bool:
+    def _consented(self, stored: StoredVersion, now: StoredVersion | None = None) -> bool:
         """Whether the consent decision permits the resource ``stored`` is a version of, judged
-        as it is now (its last content when deleted); audits the denial when not."""
+        as it is ``now`` (read if not given; its last content when deleted); audits the denial
+        when not."""
         policy = self.policy
         if not policy.applies_to(stored.res_type) or stored.version_id == 0:
             return True
-        now = self._store.read_current(stored.res_type, stored.res_id)
+        now = now or self._store.read_current(stored.res_type, stored.res_id)
         if now is None:
             return True
         if not now.deleted:
@@ -337,7 +338,7 @@ class EnforcingRepository:
         if not self._meets(stored, terms, current=True):
             self._hidden(stored, "r")
             return None
-        return self._seen(stored) if self._consented(stored) else None
+        return self._seen(stored) if self._consented(stored, stored) else None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
         """One version (``r``); None when unknown or outside what the token may read."""
@@ -361,7 +362,7 @@ class EnforcingRepository:
         if stored is not None and not stored.deleted and not self._meets(stored, terms, True):
             self._hidden(stored, action)
             raise forbidden(f"The token may not change {res_type}/{res_id}")
-        if stored is not None and not stored.deleted and not self._consented(stored):
+        if stored is not None and not stored.deleted and not self._consented(stored, stored):
             raise forbidden(f"The token may not change {res_type}/{res_id}")
         return self._seen(stored)
 

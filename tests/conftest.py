@@ -152,10 +152,17 @@ def live_server(
     settings = make_settings(
         database_url, tmp_path_factory.mktemp("data"), consent_implicit="direct-care"
     )
+    yield from running(settings, engine)
+
+
+def running(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
+    """A started live server, stopped when the caller's fixture ends."""
     server = LiveServer(settings, engine)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -184,10 +191,7 @@ def policy_live_server(
     engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A second live server with the default consent policy (care relationship needed)."""
-    server = LiveServer(make_settings(database_url, tmp_path_factory.mktemp("policy")), engine)
-    server.start()
-    yield server
-    server.stop()
+    yield from running(make_settings(database_url, tmp_path_factory.mktemp("policy")), engine)
 
 
 @pytest.fixture
