@@ -20,7 +20,7 @@ import argparse
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,39 +77,53 @@ def _audit(conn: Connection, settings: Settings, action: Action, changed: Sequen
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    from dhr.access.system import cli_principal
-    from dhr.store.db import unit_of_work
     from dhr.store.policy_store import record_opt_out
 
-    numbers = list(dict.fromkeys(args.nhs_numbers))
-    if not _checked(numbers):
-        return 2
-    by = cli_principal().subject
+    by = _by()
     now = time.time_ns() // 1000
-    with unit_of_work(migrated_engine(settings), write=True) as conn:
-        added = [n for n in numbers if record_opt_out(conn, n, by, now)]
-        if added:
-            _audit(conn, settings, "C", added)
-    for number in numbers:
-        said = "recorded" if number in added else "already recorded, unchanged"
-        print(f"{number}: opt-out {said}")
-    return 0
+    return _change(
+        args,
+        settings,
+        "C",
+        lambda conn, n: record_opt_out(conn, n, by, now),
+        ("recorded", "already recorded, unchanged"),
+    )
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
-    from dhr.store.db import unit_of_work
     from dhr.store.policy_store import withdraw_opt_out
+
+    return _change(
+        args, settings, "D", withdraw_opt_out, ("withdrawn", "was not recorded, unchanged")
+    )
+
+
+def _by() -> str:
+    from dhr.access.system import cli_principal
+
+    return cli_principal().subject
+
+
+def _change(
+    args: argparse.Namespace,
+    settings: Settings,
+    action: Action,
+    apply: Callable[[Connection, str], bool],
+    words: tuple[str, str],
+) -> int:
+    """Apply ``apply`` to each NHS number (all checked first), audit what changed in the same
+    transaction, and say per number whether it changed (``words``: changed, unchanged)."""
+    from dhr.store.db import unit_of_work
 
     numbers = list(dict.fromkeys(args.nhs_numbers))
     if not _checked(numbers):
         return 2
     with unit_of_work(migrated_engine(settings), write=True) as conn:
-        removed = [n for n in numbers if withdraw_opt_out(conn, n)]
-        if removed:
-            _audit(conn, settings, "D", removed)
+        changed = [n for n in numbers if apply(conn, n)]
+        if changed:
+            _audit(conn, settings, action, changed)
     for number in numbers:
-        said = "withdrawn" if number in removed else "was not recorded, unchanged"
-        print(f"{number}: opt-out {said}")
+        print(f"{number}: opt-out {words[0] if number in changed else words[1]}")
     return 0
 
 
