@@ -152,9 +152,10 @@ class Row:
 def query_mix(
     off: Services, who: Principal, prepared: Prepared, practice: str, k: int
 ) -> list[Row]:
-    """The clinician's searches: its own practice's patients (``k`` of them, spread), the most
-    frequent LOINC codes and its patients' family names."""
-    mine = [p for p in prepared.patients if p.practice == practice]
+    """The clinician's searches: its own practice's patients (``k`` of them, spread; not those
+    whose Consent denies the practice, which it may not see at all), the most frequent LOINC
+    codes and its patients' family names."""
+    mine = [p for p in prepared.patients if p.practice == practice and p.denies != practice]
     mine = mine[:: max(len(mine) // k, 1)][:k]
     pids = [
         first_id(off, f"Patient?identifier={SYNTHEA_ID}|{p.synthea_id}&_elements=id", who)

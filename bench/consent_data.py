@@ -120,6 +120,7 @@ class PatientFacts:
     nhs: str
     practice: str | None  # ODS code of the practice it is registered with
     opted_out: bool
+    denies: str | None = None  # the organisation its Consent denies, if any
 
 
 @dataclass
@@ -242,6 +243,7 @@ def add_consents(prepared: Prepared, denied_org: str) -> None:
                 consent_entry(patient["id"], "patient-privacy", deny_org(denied_org))
             )
             prepared.consents["deny " + denied_org] += 1
+            facts.denies = denied_org
         if chosen(facts.synthea_id, "research", RESEARCH_PERCENT):
             bundle["entry"].append(consent_entry(patient["id"], "research", RESEARCH_PERMIT))
             prepared.consents["permit research"] += 1

@@ -62,7 +62,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET = 0.5
 JSON_HEADERS = {"content-type": "application/fhir+json"}
 # Requests run as the command line's system principal (system/*.cruds), as ``dhr load`` does.
-PRINCIPAL = cli_principal("bench")
+PRINCIPAL = cli_principal("bench", organisation="B0001")
 
 
 # -- databases ----------------------------------------------------------------------------

@@ -311,9 +311,7 @@ class EnforcingRepository:
         if now is None:
             return True
         if not now.deleted:
-            ok = stored.res_id in policy.visible_ids(
-                self._store.conn, stored.res_type, [stored.res_id]
-            )
+            ok = policy.permits_one(self._store.conn, stored.res_type, stored.res_id)
         else:
             before = self._store.read_version(stored.res_type, stored.res_id, now.version_id - 1)
             body = jsonio.loads(before.data) if before is not None and before.data else None

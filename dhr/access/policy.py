@@ -41,7 +41,15 @@ from sqlalchemy import (
 from consent.compile import permits, policy
 from consent.formula import Formula, PatientFacts
 from consent.model import PURPOSES, Arrangement, DataItem, Label, Requester
-from dhr.access.policy_sql import PatientSets, PerPatient, condition, patient_data
+from dhr.access.policy_sql import (
+    PatientSets,
+    PerPatient,
+    RequestSets,
+    condition,
+    id_set,
+    patient_data,
+    use_sets,
+)
 from dhr.auth.model import Principal
 from dhr.auth.roles import UnknownRoleError
 from dhr.auth.roles import role as role_info
@@ -51,6 +59,7 @@ from dhr.search import compartment
 from dhr.search.compile import Cond
 from dhr.store import policy_store
 from dhr.store.arrangement_store import current_arrangement
+from dhr.store.frozen import Frozen, freeze
 from dhr.store.index_writer import flush_index_rows
 from dhr.store.models import ResourceRow
 
@@ -129,7 +138,10 @@ class RequestPolicy:
     # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
     # policy across requests (building it costs more than running it)
     _conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, repr=False)
-    _by_id: dict[str, Select[Any]] = field(default_factory=dict, repr=False)
+    _one: dict[str, Frozen] = field(default_factory=dict, repr=False)
+    # the patient facts read for this request (care relationships, break-glass), which the
+    # statements take as parameters (policy_sql.id_set)
+    facts_read: RequestSets = field(default_factory=lambda: RequestSets(frozenset(), frozenset()))
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -172,6 +184,7 @@ class RequestPolicy:
         and reused by every statement (one primary-key probe per candidate row)."""
         if self.exempt or (res_type is not None and not self.applies_to(res_type)):
             return true()
+        use_sets(self.facts_read)
         found = self._conds.get(res_type)
         if found is None:
             row = POLICY_ROW
@@ -190,32 +203,37 @@ class RequestPolicy:
         """The decision as a search criterion on ``res_type`` (None: nothing to add)."""
         return PolicyTerm(self) if self.applies_to(res_type) else None
 
-    def visible_ids(self, conn: Connection, res_type: str, res_ids: Sequence[str]) -> set[str]:
-        """Which of the live ``res_type`` resources ``res_ids`` the decision permits."""
+    def permits_one(self, conn: Connection, res_type: str, res_id: str) -> bool:
+        """Whether the decision permits the live ``res_type/res_id`` (a read): the statement is
+        rendered once per compiled policy and type (:mod:`dhr.store.frozen`) and, on
+        PostgreSQL, kept prepared, so a read pays neither SQLAlchemy's per-execution work on
+        the large condition nor PostgreSQL's planning of it."""
         if not self.applies_to(res_type):
-            return set(res_ids)
+            return True
         flush_index_rows(conn)
-        stmt = self._by_id.get(res_type)
-        if stmt is None:  # the facts probed for the one patient, not computed as sets
+        use_sets(self.facts_read)
+        frozen = self._one.get(res_type)
+        if frozen is None:
             row = POLICY_ROW
             cond = patient_data(row, res_type, self.base, self._per_patient(row, res_type, True))
-            stmt = self._by_id[res_type] = select(row.c.res_id).where(
-                row.c.res_type == res_type,
-                row.c.res_id.in_(bindparam("ids", expanding=True)),
-                cond,
+            stmt = (
+                select(literal(1))
+                .select_from(row)
+                .where(row.c.res_type == res_type, row.c.res_id == bindparam("rid", ""), cond)
             )
-        return {str(r[0]) for r in conn.execute(stmt, {"ids": list(res_ids)})}
+            frozen = self._one[res_type] = freeze(stmt, conn.dialect, ("rid",))
+        return bool(frozen.rows(conn, prepare=True, rid=res_id))
 
     def glass_patients(self) -> set[str]:
-        """The patients this requester has a break-glass declaration in force for."""
-        if self.exempt or self._conn is None or self.sets is None:
-            return set()
-        return {str(p) for p in self._conn.execute(self.sets.glass_broken).scalars()}
+        """The patients this requester has a break-glass declaration in force for (read with
+        the generations when the request began)."""
+        return set(self.facts_read.glass_broken)
 
     # -- judging content in Python (what SQL cannot see: the last content of a deletion) ------
 
     def facts(self, patient_id: str) -> PatientFacts:
-        """The patient-level facts for this requester (one query each, cached per request)."""
+        """The patient-level facts for this requester (the opt-out read once per patient and
+        request; the others were read when the request began)."""
         found = self._facts.get(patient_id)
         if found is not None:
             return found
@@ -223,16 +241,10 @@ class RequestPolicy:
         assert self.sets is not None
         conn = self._conn
         flush_index_rows(conn)
-
-        def member(sub: Any) -> bool:
-            if sub is None:
-                return False
-            return conn.execute(select(literal(patient_id).in_(sub))).scalar() is True
-
         found = self._facts[patient_id] = PatientFacts(
-            related=self.sets.everyone_related or member(self.sets.related),
+            related=self.sets.everyone_related or patient_id in self.facts_read.related,
             opted_out=policy_store.is_opted_out(conn, patient_id),
-            glass_broken=member(self.sets.glass_broken),
+            glass_broken=patient_id in self.facts_read.glass_broken,
         )
         return found
 
@@ -297,7 +309,7 @@ class _Compiled:
     sets: PatientSets
     sets_one: PatientSets
     conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, compare=False)
-    by_id: dict[str, Select[Any]] = field(default_factory=dict, compare=False)
+    one: dict[str, Frozen] = field(default_factory=dict, compare=False)
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
@@ -330,8 +342,14 @@ def request_policy(
     if not enabled or principal.open or exempt:
         return RequestPolicy(True, base)
     requester = requester_of(principal)
-    consent_gen, arrangement_gen = policy_store.generations(conn)
+    state = policy_store.request_state(conn, requester.subject, now)
+    consent_gen, arrangement_gen = state.consent_generation, state.arrangement_version
     today = _today(now)
+    related = state.claimed
+    if requester.organisation and implicit != "direct-care":
+        related |= policy_store.related_ids(
+            conn, requester.organisation, base, state.relationship_generation
+        )
     key = (
         str(conn.engine.url),
         requester,
@@ -358,7 +376,8 @@ def request_policy(
         conn,
         compiled.sets_one,
         _conds=compiled.conds,
-        _by_id=compiled.by_id,
+        _one=compiled.one,
+        facts_read=RequestSets(related, state.glass_broken),
     )
 
 
@@ -385,28 +404,22 @@ def _compile(
             formula = policy(requester, arrangement, today, consents)
             if formula != plain:
                 groups.setdefault(formula, []).append(pid)
-    related = (
-        policy_store.related_patients(requester.organisation, requester.subject, None)
-        if requester.organisation
-        else policy_store.claimed_patients(requester.subject, None)
-    )
-    opted = policy_store.opted_out_patients()
-    glass = policy_store.glass_broken_patients(requester.subject, None)
+    dialect = conn.dialect.name
+    related = id_set(dialect, "policy_related", lambda sets: sets.related)
+    glass = id_set(dialect, "policy_glass", lambda sets: sets.glass_broken)
     sets_one = PatientSets(
         related=related.subquery(),
-        opted_out=opted.subquery(),
+        opted_out=policy_store.opted_out_patients().subquery(),
         glass_broken=glass.subquery(),
         everyone_related=implicit == "direct-care",
         one_patient=True,
     )
-    # Each fact once per statement, as a named CTE the database computes once (and the
+    # The opt-out set once per statement, as a named CTE the database computes once (and the
     # statements stay shallow: SQLite's parser has a bounded stack).
     sets = PatientSets(
-        related=_from_cte(related, "policy_related"),
+        related=related,
         opted_out=_from_cte(policy_store.opted_out_patients(), "policy_opted_out"),
-        glass_broken=_from_cte(
-            policy_store.glass_broken_patients(requester.subject, None), "policy_glass"
-        ),
+        glass_broken=glass,
         everyone_related=implicit == "direct-care",
     )
     return _Compiled(

@@ -21,21 +21,28 @@ A Patient resource belongs to itself and, for a source record, to the master its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    String,
     and_,
+    bindparam,
     exists,
     false,
+    func,
     not_,
     or_,
+    select,
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from consent import formula as f
 from consent.model import Period
@@ -68,6 +75,43 @@ def clinical_date_param(res_type: str) -> str | None:
         if param is not None and param.type == "date":
             return code
     return None
+
+
+@dataclass(frozen=True)
+class RequestSets:
+    """The patient facts one request has already read, in memory (ids of Patients)."""
+
+    related: frozenset[str]  # care relationships of the requester (data and claims)
+    glass_broken: frozenset[str]  # the requester's break-glass declarations in force
+
+
+_REQUEST_SETS: ContextVar[RequestSets | None] = ContextVar("dhr_policy_sets", default=None)
+
+
+def use_sets(sets: RequestSets) -> None:
+    """The sets the statements this thread runs next read (:func:`id_set`)."""
+    _REQUEST_SETS.set(sets)
+
+
+def _current() -> RequestSets:
+    found = _REQUEST_SETS.get()
+    if found is None:  # a statement built for a request, run outside one: refuse (fail closed)
+        raise RuntimeError("a consent statement ran without its request's patient facts")
+    return found
+
+
+def id_set(dialect: str, name: str, pick: Callable[[RequestSets], frozenset[str]]) -> Any:
+    """``SELECT id`` over the request's set ``pick(sets)``, as ONE bound parameter read when
+    the statement runs: a statement built (and cached) once serves every request, each with
+    its own set, and the database plans a list, not the subqueries that found it."""
+    if dialect == "postgresql":
+        array = bindparam(name, type_=ARRAY(String()), callable_=lambda: sorted(pick(_current())))
+        return select(func.unnest(array).label("id"))
+    text = bindparam(
+        name, type_=String(), callable_=lambda: orjson.dumps(sorted(pick(_current()))).decode()
+    )
+    each = func.json_each(text).table_valued("value")
+    return select(each.c.value.label("id"))
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,12 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         pool_use_lifo=True,
         pool_reset_on_return=None,  # _postgresql_setup resets only what needs it
         isolation_level="AUTOCOMMIT",
-        connect_args={"prepare_threshold": PREPARE_EXPLICIT_ONLY},
+        connect_args={
+            "prepare_threshold": PREPARE_EXPLICIT_ONLY,
+            # What is prepared is planned once: its plan does not depend on its values (above),
+            # and the consent check of a read is too large to plan five times per connection.
+            "options": "-c plan_cache_mode=force_generic_plan",
+        },
     )
     _postgresql_setup(engine)
     return engine

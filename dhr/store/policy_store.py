@@ -1,17 +1,23 @@
 """The facts the consent decision reads, as SQL: care relationships, the national data opt-out,
 access claims (break-glass, self-claimed relationships) and the patients' active Consents.
 
-ARCHITECTURE.md "The policy layer". Each fact is a subquery of patient ids (``SELECT id``) that
-:mod:`dhr.access.policy_sql` puts into a search as ``pid IN (...)``:
+ARCHITECTURE.md "The policy layer". The facts:
 
 * **care relationship** of an organisation (ODS code) with a patient: the Patient names the
   organisation as ``managingOrganization`` or ``generalPractitioner`` (the registered practice),
   or an ``in-progress`` Encounter of the patient has it as ``serviceProvider``, or an ``active``
   EpisodeOfCare of the patient has it as ``managingOrganization``; a source Patient record's
-  registration counts for the master its ``link`` names. Plus the requester's own self-claimed
-  relationships in force (``access_claim`` kind ``relationship``);
-* **national data opt-out**: Patients carrying an NHS number recorded in ``data_opt_out``;
+  registration counts for the master its ``link`` names (:func:`related_by_data`). Plus the
+  requester's own self-claimed relationships in force (``access_claim`` kind ``relationship``);
+* **national data opt-out**: Patients carrying an NHS number recorded in ``data_opt_out``, a
+  subquery (:func:`opted_out_patients`) the statements probe;
 * **break-glass**: the requester's break-glass declarations in force (``access_claim``).
+
+Each request reads first, in one prepared statement (:func:`request_state`), the generations
+its compiled policy depends on and the requester's claims in force. The relationships read from
+the data are kept per organisation and "relationship generation" (the newest version key of the
+types they come from: one index probe each), so they are read again only after one of those
+types was written (:func:`related_ids`); the statements then take them as a parameter.
 
 Active Consents (https://hl7.org/fhir/R4/consent.html) are read whole and parsed once per change:
 :func:`active_consents` is cached per database and per "Consent generation" (the newest
@@ -23,17 +29,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     CompoundSelect,
     Connection,
+    Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
     delete,
     func,
+    literal,
     or_,
     select,
 )
@@ -41,11 +52,11 @@ from sqlalchemy import (
 from consent.model import PatientConsent
 from consent.provisions import parse_consent
 from dhr.fhir import jsonio
-from dhr.fhir.instant import now_micros
 from dhr.record.vocab import NHS_NUMBER_SYSTEM, ODS_CODE_SYSTEM
 from dhr.search.sql.predicate import index_table
 from dhr.store.arrangement_store import ARRANGEMENT
 from dhr.store.conflict import insert_if_absent
+from dhr.store.frozen import Frozen, freeze
 from dhr.store.models import ResourceRow, VersionRow
 from dhr.store.policy_models import AccessClaimRow, DataOptOutRow
 
@@ -113,8 +124,9 @@ def _patients_by(res_type: str, params: Sequence[str], orgs: Any, status: str) -
     )
 
 
-def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[tuple[str]]:
-    """Ids of the patients organisation ``ods`` (and requester ``subject``) cares for.
+def related_by_data(ods: str) -> CompoundSelect[tuple[str]]:
+    """Ids of the patients organisation ``ods`` cares for, as the data says (registration, an
+    in-progress Encounter, an active EpisodeOfCare; not the self-claimed relationships).
 
     The organisation's ids come first, as a materialised CTE (PostgreSQL otherwise starts from
     every Encounter's ``serviceProvider`` and checks each one's organisation)."""
@@ -138,26 +150,7 @@ def related_patients(ods: str, subject: str, now: int | None) -> CompoundSelect[
         masters,
         _patients_by("Encounter", ("service-provider",), orgs, "in-progress"),
         _patients_by("EpisodeOfCare", ("organization",), orgs, "active"),
-        _claimed(RELATIONSHIP, subject, now),
     )
-
-
-def claimed_patients(subject: str, now: int | None) -> Select[tuple[str]]:
-    """Ids of the patients ``subject`` claimed a relationship with (no organisation needed)."""
-    return _claimed(RELATIONSHIP, subject, now)
-
-
-def _claimed(kind: str, subject: str, now: int | None) -> Select[tuple[str]]:
-    """``now`` None: the time the statement runs (the subquery can then be kept and reused)."""
-    moment: Any = now if now is not None else bindparam(None, callable_=now_micros)
-    return select(CLAIM.c.patient_id).where(
-        CLAIM.c.subject == subject, CLAIM.c.kind == kind, CLAIM.c.expires > moment
-    )
-
-
-def glass_broken_patients(subject: str, now: int | None) -> Select[tuple[str]]:
-    """Ids of the patients ``subject`` has a break-glass declaration in force for."""
-    return _claimed(BREAK_GLASS, subject, now)
 
 
 def opted_out_patients(patient_id: str | None = None) -> Select[tuple[str]]:
@@ -243,23 +236,102 @@ def in_force(conn: Connection, kind: str, subject: str, patient_id: str, now: in
 
 _CACHE: dict[str, tuple[int, dict[str, tuple[PatientConsent, ...]]]] = {}
 _LOCK = threading.Lock()
-_GENERATIONS = select(
-    select(func.max(VERSION.c.key)).where(VERSION.c.res_type == "Consent").scalar_subquery(),
+# The types a care relationship is read from (:func:`related_by_data`).
+RELATIONSHIP_TYPES = ("Patient", "Organization", "Encounter", "EpisodeOfCare")
+
+
+def _newest(res_type: str) -> Any:
+    """The newest version key of ``res_type`` (one probe of the ``(res_type, key)`` index)."""
+    return select(func.max(VERSION.c.key)).where(VERSION.c.res_type == res_type).scalar_subquery()
+
+
+_NO_INT = literal(None, Integer())
+# A row of tag 0: the generations; a row of tag 1 per claim of the subject in force.
+_STATE = select(
+    literal(0, Integer()),
+    _newest("Consent"),
     select(func.max(ARRANGEMENT.c.version)).scalar_subquery(),
+    *(_newest(t) for t in RELATIONSHIP_TYPES),
+    literal(None, String()),
+    literal(None, String()),
+).union_all(
+    select(
+        literal(1, Integer()),
+        _NO_INT,
+        _NO_INT,
+        *(_NO_INT for _ in RELATIONSHIP_TYPES),
+        CLAIM.c.kind,
+        CLAIM.c.patient_id,
+    ).where(
+        CLAIM.c.subject == bindparam("subject", ""),
+        CLAIM.c.expires > bindparam("now", 0, BigInteger()),
+    )
 )
+_FROZEN_STATE: dict[str, Frozen] = {}
 
 
-def generations(conn: Connection) -> tuple[int, int]:
-    """(the newest Consent version's key, the arrangement's version): what a compiled policy
-    depends on besides the request, read in one statement."""
-    row = conn.execute(_GENERATIONS).one()
-    return int(row[0] or 0), int(row[1] or 0)
+@dataclass(frozen=True)
+class RequestState:
+    """What a request's compiled policy depends on, read in one prepared statement."""
+
+    consent_generation: int  # the newest Consent version's key
+    arrangement_version: int  # the joint-controller arrangement's version
+    # the newest version key among RELATIONSHIP_TYPES: the care relationships read from the
+    # data are the same while it is
+    relationship_generation: int
+    glass_broken: frozenset[str]  # patients ``subject`` has broken the glass for, in force
+    claimed: frozenset[str]  # patients ``subject`` claimed a relationship with, in force
+
+
+def request_state(conn: Connection, subject: str, now: int) -> RequestState:
+    """:class:`RequestState` for ``subject`` at ``now`` (microseconds)."""
+    name = conn.dialect.name
+    frozen = _FROZEN_STATE.get(name)
+    if frozen is None:
+        frozen = _FROZEN_STATE[name] = freeze(_STATE, conn.dialect, ("subject", "now"))
+    rows = frozen.rows(conn, prepare=True, subject=subject, now=now)
+    head = next(r for r in rows if r[0] == 0)
+    claims = [(str(r[-2]), str(r[-1])) for r in rows if r[0] == 1]
+    return RequestState(
+        int(head[1] or 0),
+        int(head[2] or 0),
+        max(int(g or 0) for g in head[3 : 3 + len(RELATIONSHIP_TYPES)]),
+        frozenset(p for kind, p in claims if kind == BREAK_GLASS),
+        frozenset(p for kind, p in claims if kind == RELATIONSHIP),
+    )
+
+
+# -- care relationships read from the data, kept per relationship generation -------------------
+
+_RELATED: dict[tuple[str, str, str, int], frozenset[str]] = {}
+_RELATED_LOCK = threading.Lock()
+_MAX_RELATED = 256
+
+
+def related_ids(conn: Connection, ods: str, base: str, generation: int) -> frozenset[str]:
+    """The patients organisation ``ods`` has a care relationship with in the data
+    (:func:`related_by_data`), read again only when the relationship ``generation``
+    (:class:`RequestState`) moved on."""
+    key = (str(conn.engine.url), ods, base, generation)
+    with _RELATED_LOCK:
+        found = _RELATED.get(key)
+    if found is not None:
+        return found
+    found = frozenset(str(r[0]) for r in conn.execute(related_by_data(ods)))
+    with _RELATED_LOCK:
+        if len(_RELATED) >= _MAX_RELATED:
+            _RELATED.clear()
+        _RELATED[key] = found
+    return found
 
 
 def forget_consents() -> None:
-    """Drop the parsed Consents kept per generation (see :func:`active_consents`)."""
+    """Drop the parsed Consents and relationships kept per generation (see
+    :func:`active_consents` and :func:`related_ids`)."""
     with _LOCK:
         _CACHE.clear()
+    with _RELATED_LOCK:
+        _RELATED.clear()
 
 
 def active_consents(
@@ -267,7 +339,7 @@ def active_consents(
 ) -> dict[str, tuple[PatientConsent, ...]]:
     """Every patient's active ``patient-privacy`` and ``research`` Consents, by patient id
     (``Consent.patient`` a local reference: relative, or absolute on ``base``), as of the
-    Consent ``generation`` (:func:`generations`)."""
+    Consent ``generation`` (:func:`request_state`)."""
     key = f"{conn.engine.url}|{base}"
     with _LOCK:
         cached = _CACHE.get(key)
