@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.dhr.consent.conftest import GP, HOSPITAL, NHS_NUMBERS, World, consent_body
+from tests.dhr.consent.conftest import GP, HOSPITAL, NHS_NUMBERS, REGISTRY, World, consent_body
 from tests.helpers import assert_outcome, bearer, created_id, observation
 
 PATIENT_SCOPE = "patient/Consent.cruds patient/*.rs"
@@ -139,3 +139,32 @@ def test_a_clinician_records_a_consent_on_the_patients_behalf_and_it_applies_at_
     with as_patient(world, pid) as me:
         mine = me.get("Consent", params={"patient": pid})
         assert [e["resource"]["id"] for e in mine.json().get("entry", [])] == [created_id(made)]
+
+
+def test_a_care_relationship_follows_the_data_at_once(world: World) -> None:
+    """An in-progress Encounter opens the record to the hospital's next request; finishing it
+    closes it again, and a registration opens it (the relationships a server keeps between
+    requests must move with every write of the data they come from)."""
+    pid = world.patient(NHS_NUMBERS[1])
+    obs = world.observation(pid, GP)
+    token = world.issuer("user/*.rs", roles=("R8000",), organisation=HOSPITAL, subject="dr-ward")
+    with httpx.Client(base_url=world.server.base + "/", timeout=30, headers=bearer(token)) as ward:
+        assert ward.get(f"Observation/{obs}").status_code == 404
+        assert ward.get("Observation", params={"patient": pid}).json().get("total") == 0
+        encounter = world.encounter(pid, HOSPITAL)
+        assert ward.get(f"Observation/{obs}").status_code == 200
+        assert ward.get("Observation", params={"patient": pid}).json().get("total") == 1
+        finished = world.writers[REGISTRY].get(f"Encounter/{encounter}").json()
+        done = world.writers[REGISTRY].put(
+            f"Encounter/{encounter}", json={**finished, "status": "finished"}
+        )
+        assert done.status_code == 200, done.text
+        assert ward.get(f"Observation/{obs}").status_code == 404
+        assert ward.get("Observation", params={"patient": pid}).json().get("total") == 0
+        patient = world.writers[REGISTRY].get(f"Patient/{pid}").json()
+        org = f"Organization/{world.organisation(HOSPITAL)}"
+        moved = world.writers[REGISTRY].put(
+            f"Patient/{pid}", json={**patient, "generalPractitioner": [{"reference": org}]}
+        )
+        assert moved.status_code == 200, moved.text
+        assert ward.get(f"Observation/{obs}").status_code == 200
