@@ -60,6 +60,7 @@ from consent.model import (
 )
 from consent.provisions import RESEARCH_PURPOSE, actor_keys, in_force, within
 from consent.rules.sensitivity import SENSITIVE
+from consent.simplify import simplify
 
 
 def _requester_applies(provision: Provision, requester: Requester, action: str, today: str) -> bool:
@@ -180,10 +181,10 @@ def policy(
     ]
     normal = all_of([negate(any_of(denies)), any_of(permits)])
     if not direct:
-        return normal
+        return simplify(normal)
     if requester.breaking_glass:
         return TRUE
-    return any_of([GlassBroken(), normal])
+    return simplify(any_of([GlassBroken(), normal]))
 
 
 def permits(formula: Formula, item: DataItem, facts: PatientFacts) -> bool:
