@@ -47,6 +47,8 @@ from dhr.access.policy_sql import (
     RequestSets,
     condition,
     id_set,
+    is_in,
+    not_in,
     patient_data,
     use_sets,
 )
@@ -163,9 +165,9 @@ class RequestPolicy:
 
         def per_patient(pid: ColumnElement[str]) -> ColumnElement[bool]:
             plain = condition(implicit, res, res_type, pid, sets)
-            parts = [and_(pid.not_in(holders), plain) if holders else plain]
+            parts = [and_(not_in(pid, holders), plain) if holders else plain]
             for pids, formula in self.groups:
-                parts.append(and_(pid.in_(pids), condition(formula, res, res_type, pid, sets)))
+                parts.append(and_(is_in(pid, pids), condition(formula, res, res_type, pid, sets)))
             return or_(false(), *parts)
 
         return per_patient

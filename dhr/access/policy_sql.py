@@ -20,7 +20,7 @@ A Patient resource belongs to itself and, for a source record, to the master its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     FromClause,
     String,
@@ -36,11 +37,11 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     not_,
     or_,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -134,6 +135,43 @@ def _micros(day: str, end: bool) -> int:
     return micros + 86_400_000_000 - 1 if end else micros
 
 
+# -- constants written into the statement ----------------------------------------------------
+# A compiled policy's condition is built once and reused by every statement of every request, so
+# its constants are SQL literals rather than bound parameters: SQLAlchemy then has no parameter
+# to expand ("IN" lists) and process at each execution (measured: 0.25 ms a search).
+
+
+def sql_text(value: str) -> ColumnElement[str]:
+    """``value`` as an SQL string literal (quotes doubled, as both engines read them)."""
+    return literal_column("'" + value.replace("'", "''") + "'", String())
+
+
+def _texts(values: Iterable[str]) -> list[ColumnElement[str]]:
+    # A NUL cannot be stored (FHIR strings exclude control characters; PostgreSQL text refuses
+    # it), so a value containing one matches nothing and is left out.
+    return [sql_text(v) for v in sorted(set(values)) if "\x00" not in v]
+
+
+def is_in(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` (FALSE for no values)."""
+    texts = _texts(values)
+    return column.in_(texts) if texts else false()
+
+
+def not_in(column: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """``column NOT IN ('a', 'b')`` (TRUE for no values)."""
+    texts = _texts(values)
+    return column.not_in(texts) if texts else true()
+
+
+def is_text(column: ColumnElement[str], value: str) -> ColumnElement[bool]:
+    return is_in(column, [value])
+
+
+def _number(value: int) -> ColumnElement[int]:
+    return literal_column(str(int(value)), BigInteger())
+
+
 # One alias of each index table for every statement: the atoms are sibling subqueries (never
 # nested in one another), so they can share it, and building a fresh alias per atom per request
 # (SQLAlchemy proxies every column) cost more than the query itself.
@@ -147,10 +185,19 @@ def _tokens(res: FromClause, param: str, pairs: Sequence[tuple[str, str]]) -> Co
     tok = _TOKEN
     if not pairs:
         return false()
-    match = tuple_(tok.c.system, tok.c.code).in_(sorted(set(pairs)))
+    by_system: dict[str, set[str]] = {}
+    for system, code in pairs:
+        by_system.setdefault(system, set()).add(code)
+    # grouped by system: short to plan, and the (resource_key, param, code) index narrows it
+    match = or_(
+        *(
+            and_(is_in(tok.c.code, codes), is_text(tok.c.system, system))
+            for system, codes in sorted(by_system.items())
+        )
+    )
     return (
         exists()
-        .where(tok.c.resource_key == res.c.key, tok.c.param == param, match)
+        .where(tok.c.resource_key == res.c.key, is_text(tok.c.param, param), match)
         .correlate_except(tok)
     )
 
@@ -159,15 +206,15 @@ def _controllers(res: FromClause, codes: frozenset[str], inside: bool) -> Column
     tok = _TAG
     conds = [
         tok.c.resource_key == res.c.key,
-        tok.c.param == "_tag",
-        tok.c.system == CONTROLLER_SYSTEM,
+        is_text(tok.c.param, "_tag"),
+        is_text(tok.c.system, CONTROLLER_SYSTEM),
     ]
     if inside:
         if not codes:
             return false()
-        conds.append(tok.c.code.in_(sorted(codes)))
+        conds.append(is_in(tok.c.code, codes))
     elif codes:
-        conds.append(tok.c.code.not_in(sorted(codes)))
+        conds.append(not_in(tok.c.code, codes))
     return exists().where(*conds).correlate_except(tok)
 
 
@@ -177,15 +224,15 @@ def _date_in(res: FromClause, res_type: str | None, period: Period) -> ColumnEle
         code = clinical_date_param(res_type)
         if code is None:
             return false()
-        params: ColumnElement[bool] = day.c.param == code
+        params: ColumnElement[bool] = is_text(day.c.param, code)
     else:
-        params = day.c.param.in_(CLINICAL_DATES)
+        params = is_in(day.c.param, CLINICAL_DATES)
     conds = [day.c.resource_key == res.c.key, params]
     try:
         if period.start is not None:
-            conds.append(day.c.low >= _micros(period.start, end=False))
+            conds.append(day.c.low >= _number(_micros(period.start, end=False)))
         if period.end is not None:
-            conds.append(day.c.low <= _micros(period.end, end=True))
+            conds.append(day.c.low <= _number(_micros(period.end, end=True)))
     except ValueError:  # an unreadable date in a Consent: the condition matches nothing
         return false()
     return exists().where(*conds).correlate_except(day)
@@ -210,7 +257,7 @@ def condition(
             case f.Const(value):
                 return true() if value else false()
             case f.TypeIn(types):
-                return res.c.res_type.in_(sorted(types))
+                return is_in(res.c.res_type, types)
             case f.CodeIn(codes):
                 pairs = [tuple(c.split("|", 1)) for c in codes if "|" in c]
                 return _tokens(res, "code", [(s, c) for s, c in pairs])
@@ -220,7 +267,10 @@ def condition(
                 return _date_in(res, res_type, period)
             case f.IdIn(refs):
                 ids = [tuple(r.split("/", 1)) for r in sorted(refs) if "/" in r]
-                return or_(false(), *(and_(res.c.res_type == t, res.c.res_id == i) for t, i in ids))
+                return or_(
+                    false(),
+                    *(and_(is_text(res.c.res_type, t), is_text(res.c.res_id, i)) for t, i in ids),
+                )
             case f.ControllerIn(codes):
                 return _controllers(res, codes, inside=True)
             case f.ControllerOutside(codes):
@@ -234,7 +284,7 @@ def condition(
             case f.GlassBroken():
                 return member(sets.glass_broken)
             case f.PatientIs(patient_id):
-                return pid == patient_id
+                return is_text(pid, patient_id)
             case f.All(parts):
                 return and_(true(), *(sql(p) for p in parts))
             case f.AnyOf(parts):
@@ -250,7 +300,8 @@ PerPatient = Callable[[ColumnElement[str]], ColumnElement[bool]]
 
 
 def _local(ref: FromClause, base: str) -> ColumnElement[bool]:
-    return or_(ref.c.url.is_(None), ref.c.url.startswith(base + "/", autoescape=True))
+    prefix = (base + "/").replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return or_(ref.c.url.is_(None), ref.c.url.like(sql_text(prefix + "%"), escape="/"))
 
 
 def patient_data(
@@ -264,17 +315,20 @@ def patient_data(
         codes = list(comp.params(res_type)) + (["link"] if res_type == OWNER else [])
         if not codes:
             return true()
-        by_param: ColumnElement[bool] = ref.c.param.in_(codes)
+        by_param: ColumnElement[bool] = is_in(ref.c.param, codes)
     else:
         groups = comp.by_code(comp.members)
         by_param = or_(
-            *(and_(ref.c.param == c, ref.c.res_type.in_(types)) for c, types in groups.items()),
-            and_(ref.c.param == "link", ref.c.res_type == OWNER),
+            *(
+                and_(is_text(ref.c.param, c), is_in(ref.c.res_type, types))
+                for c, types in groups.items()
+            ),
+            and_(is_text(ref.c.param, "link"), is_text(ref.c.res_type, OWNER)),
         )
     others = ~exists().where(
         ref.c.resource_key == res.c.key,
         by_param,
-        ref.c.target_type == OWNER,
+        is_text(ref.c.target_type, OWNER),
         _local(ref, base),
         not_(per_patient(ref.c.target_id)),
     )
