@@ -318,12 +318,19 @@ def patient_data(
         by_param: ColumnElement[bool] = is_in(ref.c.param, codes)
     else:
         groups = comp.by_code(comp.members)
-        by_param = or_(
-            *(
-                and_(is_text(ref.c.param, c), is_in(ref.c.res_type, types))
-                for c, types in groups.items()
+        # The resource's type is tested on ``res``, not on the index row (the same value): a
+        # test on ``ref.res_type`` let PostgreSQL read every reference of those types through
+        # the ``(res_type, param, ...)`` index instead of this resource's few (measured at
+        # 191k resources: 14 s for one ``$everything`` page instead of milliseconds).
+        by_param = and_(
+            is_in(ref.c.param, [*groups, "link"]),
+            or_(
+                *(
+                    and_(is_text(ref.c.param, c), is_in(res.c.res_type, types))
+                    for c, types in groups.items()
+                ),
+                and_(is_text(ref.c.param, "link"), is_text(res.c.res_type, OWNER)),
             ),
-            and_(is_text(ref.c.param, "link"), is_text(ref.c.res_type, OWNER)),
         )
     others = ~exists().where(
         ref.c.resource_key == res.c.key,
