@@ -177,7 +177,7 @@ class ReferenceIndexRow(_IndexColumns, Base):
         Index(None, "res_type", "param", "target_id", "target_type"),
         Index(None, "target_id", "target_type"),
         Index(None, "res_type", "param", "url"),
-        Index(None, "resource_key", "param", "target_type", "target_id"),
+        Index(None, "resource_key", "param", "target_type", "target_id", "url"),
     )
 
 
