@@ -96,8 +96,15 @@ def analyze(engine: Engine) -> None:
         with unit_of_work(engine, write=True) as conn:
             conn.exec_driver_sql("ANALYZE")
         return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE)")
+    # On the driver's own connection (in autocommit mode): a SQLAlchemy connection would send
+    # its lazy BEGIN first, and VACUUM cannot run inside a transaction block.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("VACUUM (ANALYZE)")
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def _sqlite_setup(engine: Engine) -> None:
