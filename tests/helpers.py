@@ -52,6 +52,31 @@ def observation(subject: str, **extra: Any) -> dict[str, Any]:
     return body
 
 
+def refusal_consent(patient_id: str) -> dict[str, Any]:
+    """An active privacy Consent of ``patient_id`` refusing all sharing (opt-out, deny)
+    (https://hl7.org/fhir/R4/consent.html)."""
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
+            ]
+        },
+        "provision": {"type": "deny"},
+    }
+
+
 def created_id(response: httpx.Response) -> str:
     """The logical id from a create's Location header."""
     location = response.headers["location"]

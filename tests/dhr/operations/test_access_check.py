@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import created_id
+from tests.helpers import created_id, refusal_consent
 
 CONTROLLER = "https://dhr.nhs.example/fhir/CodeSystem/data-controller"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -73,26 +73,7 @@ def test_another_organisation_without_a_relationship_is_denied(client: httpx.Cli
 
 def test_the_patients_consent_to_deny_overrides_the_relationship(client: httpx.Client) -> None:
     pid = _setup(client)
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "policyRule": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
-            ]
-        },
-        "provision": {"type": "deny"},
-    }
+    consent = refusal_consent(pid)
     made = client.post("Consent", json=consent)
     assert made.status_code == 201, made.text
     denied = _ask(client, pid, organization="A81001", role="R8000")

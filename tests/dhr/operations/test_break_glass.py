@@ -76,6 +76,27 @@ def user_client(
     return httpx.Client(base_url=server.base + "/", timeout=30, headers=bearer(token))
 
 
+def as_the_patient(server: LiveServer, patient: str) -> httpx.Client:
+    """The patient themselves, with a ``patient/*.rs`` token for their own record."""
+    return user_client(
+        server,
+        subject="the-patient",
+        roles=("patient",),
+        organisation=None,
+        scope="patient/*.rs",
+        patient=patient,
+    )
+
+
+def access_entries(log: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``access`` entries of a ``$access-log`` answer, each as ``{part name: value}``."""
+    return [
+        {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in a["part"]}
+        for a in log["parameter"]
+        if a["name"] == "access"
+    ]
+
+
 def declare(
     http: httpx.Client, patient: str, operation: str = "break-glass", **values: Any
 ) -> httpx.Response:
@@ -192,21 +213,10 @@ def test_the_patient_sees_the_declaration_and_the_accesses_it_opened(
     assert declare(clinician, record.patient, reason="found collapsed").status_code == 200
     assert clinician.get(f"Observation/{record.observation}").status_code == 200
 
-    with user_client(
-        policy_server,
-        subject="the-patient",
-        roles=("patient",),
-        organisation=None,
-        scope="patient/*.rs",
-        patient=record.patient,
-    ) as me:
+    with as_the_patient(policy_server, record.patient) as me:
         log = me.get(f"Patient/{record.patient}/$access-log")
     assert log.status_code == 200, log.text
-    entries = [
-        {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in a["part"]}
-        for a in log.json()["parameter"]
-        if a["name"] == "access"
-    ]
+    entries = access_entries(log.json())
     declared = next(e for e in entries if "break-glass" in e["action"])
     assert declared["action"] == "declared emergency access (break-glass)"
     assert declared["reason"] == "found collapsed"

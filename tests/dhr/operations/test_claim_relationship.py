@@ -17,6 +17,8 @@ from tests.conftest import LiveServer
 from tests.dhr.operations.test_break_glass import (
     SECURITY_ALERT,
     Record,
+    access_entries,
+    as_the_patient,
     audit_events,
     declare,
     expire_claims,
@@ -25,7 +27,7 @@ from tests.dhr.operations.test_break_glass import (
     subtype_codes,
     user_client,
 )
-from tests.helpers import assert_outcome
+from tests.helpers import assert_outcome, refusal_consent
 
 CLAIM = "claim-relationship"
 
@@ -107,26 +109,7 @@ def test_the_claim_is_flagged_for_review_not_a_break_glass(
 def test_a_claimed_relationship_does_not_override_the_patients_refusal(
     policy_client: httpx.Client, record: Record, clinician: httpx.Client
 ) -> None:
-    refusal = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{record.patient}"},
-        "policyRule": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
-            ]
-        },
-        "provision": {"type": "deny"},
-    }
+    refusal = refusal_consent(record.patient)
     assert policy_client.post("Consent", json=refusal).status_code == 201
     assert declare(clinician, record.patient, CLAIM, reason="covering").status_code == 200
     assert_outcome(clinician.get(f"Observation/{record.observation}"), 404)
@@ -137,20 +120,9 @@ def test_the_patient_sees_who_claimed_to_care_for_them(
     policy_server: LiveServer, record: Record, clinician: httpx.Client
 ) -> None:
     assert declare(clinician, record.patient, CLAIM, reason="home visit").status_code == 200
-    with user_client(
-        policy_server,
-        subject="the-patient",
-        roles=("patient",),
-        organisation=None,
-        scope="patient/*.rs",
-        patient=record.patient,
-    ) as me:
+    with as_the_patient(policy_server, record.patient) as me:
         log = me.get(f"Patient/{record.patient}/$access-log").json()
-    entries = [
-        {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in a["part"]}
-        for a in log["parameter"]
-        if a["name"] == "access"
-    ]
+    entries = access_entries(log)
     [entry] = [e for e in entries if e["role"] != "System (Backend Services client)"]
     assert entry["action"] == "said they are caring for you (to be checked)"
     assert entry["reason"] == "home visit"
@@ -170,14 +142,7 @@ def test_bad_parameters_are_400(
 
 
 def test_a_patient_may_not_claim_a_relationship(policy_server: LiveServer, record: Record) -> None:
-    with user_client(
-        policy_server,
-        subject="the-patient",
-        roles=("patient",),
-        organisation=None,
-        scope="patient/*.rs",
-        patient=record.patient,
-    ) as me:
+    with as_the_patient(policy_server, record.patient) as me:
         assert_outcome(declare(me, record.patient, CLAIM, reason="me"), 403, code="forbidden")
 
 
