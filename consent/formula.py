@@ -21,7 +21,7 @@ comes out as a constant.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from consent.model import DataItem, Label, Period
@@ -195,37 +195,48 @@ def _within(period: Period, date: str | None) -> bool:
     return period.end is None or day <= period.end[:10]
 
 
-def holds(formula: Formula, item: DataItem, facts: PatientFacts) -> bool:
-    """Whether ``formula`` holds for the data ``item`` of a patient with ``facts``."""
+def evaluate(formula: Formula, atom: Callable[[Atom], bool]) -> bool:
+    """Whether ``formula`` holds when each of its atoms has the value ``atom(a)`` (the
+    connectives and constants; :func:`holds` gives atoms their meaning for one data item)."""
     match formula:
         case Const(value):
             return value
-        case TypeIn(types):
-            return item.res_type in types
-        case CodeIn(codes):
-            return not item.codes.isdisjoint(codes)
-        case LabelIn(labels):
-            return not item.labels.isdisjoint(labels)
-        case DateIn(period):
-            return _within(period, item.date)
-        case IdIn(refs):
-            return f"{item.res_type}/{item.res_id}" in refs
-        case ControllerIn(codes):
-            return any(c in codes for c in item.controllers)
-        case ControllerOutside(codes):
-            return any(c not in codes for c in item.controllers)
-        case Related():
-            return facts.related
-        case OptedOut():
-            return facts.opted_out
-        case GlassBroken():
-            return facts.glass_broken
-        case PatientIs(patient_id):
-            return item.patient == patient_id
         case All(parts):
-            return all(holds(p, item, facts) for p in parts)
+            return all(evaluate(p, atom) for p in parts)
         case AnyOf(parts):
-            return any(holds(p, item, facts) for p in parts)
+            return any(evaluate(p, atom) for p in parts)
         case Not(part):
-            return not holds(part, item, facts)
-    raise TypeError(f"not a formula: {formula!r}")
+            return not evaluate(part, atom)
+    return atom(formula)
+
+
+def holds(formula: Formula, item: DataItem, facts: PatientFacts) -> bool:
+    """Whether ``formula`` holds for the data ``item`` of a patient with ``facts``."""
+
+    def atom(part: Atom) -> bool:
+        match part:
+            case TypeIn(types):
+                return item.res_type in types
+            case CodeIn(codes):
+                return not item.codes.isdisjoint(codes)
+            case LabelIn(labels):
+                return not item.labels.isdisjoint(labels)
+            case DateIn(period):
+                return _within(period, item.date)
+            case IdIn(refs):
+                return f"{item.res_type}/{item.res_id}" in refs
+            case ControllerIn(codes):
+                return any(c in codes for c in item.controllers)
+            case ControllerOutside(codes):
+                return any(c not in codes for c in item.controllers)
+            case Related():
+                return facts.related
+            case OptedOut():
+                return facts.opted_out
+            case GlassBroken():
+                return facts.glass_broken
+            case PatientIs(patient_id):
+                return item.patient == patient_id
+        raise TypeError(f"not a formula: {part!r}")
+
+    return evaluate(formula, atom)

@@ -20,7 +20,7 @@ rule out some assignments). The smaller of the two is returned; a formula with m
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from consent.formula import (
     FALSE,
@@ -33,6 +33,7 @@ from consent.formula import (
     Not,
     all_of,
     any_of,
+    evaluate,
     negate,
 )
 
@@ -76,17 +77,9 @@ def size(formula: Formula) -> int:
     return 1
 
 
-def _truth(formula: Formula, index: dict[Atom, int], row: int) -> bool:
-    match formula:
-        case Const(value):
-            return value
-        case All(parts):
-            return all(_truth(p, index, row) for p in parts)
-        case AnyOf(parts):
-            return any(_truth(p, index, row) for p in parts)
-        case Not(inner):
-            return not _truth(inner, index, row)
-    return bool(row >> index[formula] & 1)
+def _values(index: dict[Atom, int], row: int) -> Callable[[Atom], bool]:
+    """The atoms' values in truth-table row ``row`` (atom ``i`` is bit ``i``)."""
+    return lambda atom: bool(row >> index[atom] & 1)
 
 
 def _primes(minterms: Iterable[int], width: int) -> set[Implicant]:
@@ -169,7 +162,7 @@ def simplify(formula: Formula, max_atoms: int = MAX_ATOMS) -> Formula:
     if width == 0 or width > max_atoms:
         return formula
     index = {atom: pos for pos, atom in enumerate(atoms)}
-    minterms = [row for row in range(1 << width) if _truth(formula, index, row)]
+    minterms = [row for row in range(1 << width) if evaluate(formula, _values(index, row))]
     if not minterms:
         return FALSE
     if len(minterms) == 1 << width:
