@@ -337,8 +337,10 @@ def request_policy(
     """The compiled decision for ``principal``'s request.
 
     Compiling is kept (per process) for the same requester, day, implicit policy, Consents
-    generation and arrangement version, so a request pays one small query to learn that nothing
-    changed; the patient-fact subqueries read the clock when they run.
+    generation and arrangement version, so a request pays one prepared statement
+    (``policy_store.request_state``) to learn that nothing changed; the same statement brings
+    the requester's claims in force, and the care relationships read from the data are kept per
+    relationship generation (``policy_store.related_ids``).
     """
     exempt = is_record_service(principal) or not EXEMPT_ROLES.isdisjoint(principal.roles)
     if not enabled or principal.open or exempt:

@@ -72,14 +72,14 @@ def freeze(stmt: ClauseElement, dialect: Dialect, slots: Sequence[str] = ()) -> 
     processors: dict[str, Processor] = {
         name: proc for name, proc in compiled._bind_processors.items() if callable(proc)
     }
-    clocks: list[tuple[str, Callable[[], Any]]] = []
-    for name, bind in compiled.binds.items():
-        if bind.callable is not None and name in params:
-            clocks.append((name, bind.callable))
-    fixed = {
-        name: (processors[name](v) if name in processors and v is not None else v)
-        for name, v in params.items()
-        if name not in slots and all(name != c for c, _ in clocks)
-    }
-    order = tuple(compiled.positiontup)
-    return Frozen(compiled.string, order, native, fixed, tuple(clocks), processors)
+    clocks = tuple(
+        (name, bind.callable)
+        for name, bind in compiled.binds.items()
+        if bind.callable is not None and name in params
+    )
+    frozen = Frozen(compiled.string, tuple(compiled.positiontup), native, {}, clocks, processors)
+    moving = {*slots, *(name for name, _ in clocks)}
+    for name, value in params.items():
+        if name not in moving:
+            frozen.fixed[name] = frozen._processed(name, value)
+    return frozen

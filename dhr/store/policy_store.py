@@ -71,21 +71,28 @@ def _live(alias: Any, res_type: str) -> list[Any]:
     return [alias.c.res_type == res_type, alias.c.deleted.is_(False), alias.c.version_id > 0]
 
 
-def organisations(ods: str) -> Select[tuple[str]]:
-    """Ids of the Organizations identified by ODS code ``ods``."""
-    org = RESOURCE.alias()
+def _identified(res_type: str, system: str, code: Any, *more: Any) -> Select[tuple[str]]:
+    """Ids of the live ``res_type`` resources with an identifier of ``system`` whose value
+    meets ``code`` (a condition on the token row's ``code`` column)."""
+    res = RESOURCE.alias()
     tok = index_table("token").alias()
     return (
-        select(org.c.res_id)
-        .join(tok, tok.c.resource_key == org.c.key)
+        select(res.c.res_id)
+        .join(tok, tok.c.resource_key == res.c.key)
         .where(
-            *_live(org, "Organization"),
-            tok.c.res_type == "Organization",
+            *_live(res, res_type),
+            tok.c.res_type == res_type,
             tok.c.param == "identifier",
-            tok.c.system == ODS_CODE_SYSTEM,
-            tok.c.code == ods,
+            tok.c.system == system,
+            code(tok.c.code),
+            *(m(res) for m in more),
         )
     )
+
+
+def organisations(ods: str) -> Select[tuple[str]]:
+    """Ids of the Organizations identified by ODS code ``ods``."""
+    return _identified("Organization", ODS_CODE_SYSTEM, lambda code: code == ods)
 
 
 def _to_organisation(res_type: str, params: Sequence[str], orgs: Any) -> tuple[Any, Any, list[Any]]:
@@ -156,20 +163,12 @@ def related_by_data(ods: str) -> CompoundSelect[tuple[str]]:
 def opted_out_patients(patient_id: str | None = None) -> Select[tuple[str]]:
     """Ids of the Patients whose NHS number has a national data opt-out (``patient_id``: only
     that one, if so)."""
-    pat = RESOURCE.alias()
-    tok = index_table("token").alias()
-    only = [pat.c.res_id == patient_id] if patient_id is not None else []
-    return (
-        select(pat.c.res_id)
-        .join(tok, tok.c.resource_key == pat.c.key)
-        .where(
-            *_live(pat, "Patient"),
-            tok.c.res_type == "Patient",
-            tok.c.param == "identifier",
-            tok.c.system == NHS_NUMBER_SYSTEM,
-            tok.c.code.in_(select(OPT_OUT.c.nhs_number)),
-            *only,
-        )
+    only = [lambda res: res.c.res_id == patient_id] if patient_id is not None else []
+    return _identified(
+        "Patient",
+        NHS_NUMBER_SYSTEM,
+        lambda code: code.in_(select(OPT_OUT.c.nhs_number)),
+        *only,
     )
 
 
