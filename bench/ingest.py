@@ -60,7 +60,11 @@ from search import print_table  # noqa: E402
 from search_data import ALL, SMALL, extract  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from dhr.access.system import cli_principal, source_principal  # noqa: E402
+from dhr.access.system import (  # noqa: E402
+    cli_principal,
+    record_service_principal,
+    source_principal,
+)
 from dhr.api.dispatch import Services, handle  # noqa: E402
 from dhr.api.message import FhirRequest, FhirResponse  # noqa: E402
 from dhr.app import create_app  # noqa: E402
@@ -374,8 +378,13 @@ def in_compartment(resource: Resource) -> bool:
 
 def linkage(services: Services, work: list[Sent], by_ids: bool) -> tuple[int, int, list[str]]:
     """(NHS numbers sent by both, of them linked completely, problems). ``by_ids``: expect the
-    transactions' server ids; otherwise count each source's resources by ``meta.source``."""
-    reader = source_principal(SOURCES[0].client_id, "bench")
+    transactions' server ids; otherwise count each source's resources by ``meta.source``.
+
+    Read as the record service, which keeps the unified record and so sees all of it: a
+    source sees only what the consent policy lets it (its own records, and its patients' when
+    it acts for an organisation), which would hide the other source's half of a linked record.
+    """
+    reader = record_service_principal()
     shared: dict[str, list[Sent]] = {}
     for sent in work:
         if sent.nhs:
