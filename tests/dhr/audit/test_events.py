@@ -67,6 +67,28 @@ def test_same_inputs_give_the_same_canonical_bytes() -> None:
     assert make(request_id="other").data != first.data
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"principal": BACKEND, "purpose": None},
+        {"principal": Principal(subject="anonymous"), "purpose": None, "query": None},
+        {"break_glass": True, "purpose": None, "outcome": "4", "outcome_desc": 'refusé "x"'},
+        {"subtype": "login", "patient": None, "entities": [], "query": None},
+        {"subtype": "claim-relationship", "entities": ["Encounter/ë1"], "request_id": "r\u2028"},
+        {"principal": Principal(subject="u", client_id="c", roles=("R9999", "R8001"))},
+    ],
+)
+def test_every_kind_of_event_is_canonical_json_the_same_as_its_parsed_form(
+    overrides: dict[str, Any],
+) -> None:
+    """The bytes are put together from kept pieces, not serialised from a dict: each kind of
+    event must still be exactly the canonical form of what it parses to (sorted keys, no
+    whitespace), which is what the chain hashes."""
+    data = make(**overrides).data
+    assert data == canonical(body(make(**overrides)))
+
+
 def test_canonical_sorts_keys_without_whitespace() -> None:
     assert canonical({"b": 1, "a": {"d": [1, 2], "c": "x"}}) == b'{"a":{"c":"x","d":[1,2]},"b":1}'
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from dhr.audit.events import build_event
@@ -102,16 +102,6 @@ def audit_locked(engine: Engine) -> Iterator[None]:
         yield
 
 
-def commits(engine: Engine) -> list[int]:
-    seen: list[int] = []
-
-    @event.listens_for(engine, "commit")
-    def _count(_conn: Connection) -> None:
-        seen.append(1)
-
-    return seen
-
-
 def write_concurrently(
     sink: DatabaseSink, engine: Engine, batches: list[list[AuditRecord]]
 ) -> list[BaseException | None]:
@@ -137,7 +127,6 @@ def write_concurrently(
 
 def test_many_requests_share_one_commit(engine: Engine) -> None:
     sink = DatabaseSink(engine)
-    seen = commits(engine)
     batches = [[record(), record(), record()] for _ in range(40)]
     try:
         errors = write_concurrently(sink, engine, batches)
@@ -145,9 +134,8 @@ def test_many_requests_share_one_commit(engine: Engine) -> None:
         sink.close()
     assert errors == [None] * 40
     assert count(engine) == 120
-    # Each writer's first batch waited at the lock; everything queued behind it shares a commit
-    # (plus the lock holder's own commit).
-    assert len(seen) <= 2 * sink.writers + 1, f"{len(seen)} commits for 40 requests"
+    # Each leader's first batch waited at the lock; everything queued behind it shares a commit.
+    assert 1 <= sink.commits <= 2 * sink.writers, f"{sink.commits} commits for 40 requests"
 
 
 def test_one_bad_record_fails_only_its_own_request(engine: Engine) -> None:
@@ -192,7 +180,40 @@ def test_a_writer_stuck_past_the_timeout_fails_closed(engine: Engine) -> None:
         sink.close()
 
 
-def test_close_drains_and_a_later_write_starts_again(engine: Engine) -> None:
+def test_requests_behind_a_stuck_leader_fail_closed_and_the_next_ones_succeed(
+    engine: Engine,
+) -> None:
+    """Every request waiting behind a leader that cannot commit gets its 503 in time, none of
+    their records is written later, and the sink is not left waiting for a leader that gave
+    up: the requests after the lock is gone commit."""
+    sink = DatabaseSink(engine, timeout=0.2)  # the lock is held for 0.5 s
+    started = time.monotonic()
+    try:
+        errors = write_concurrently(sink, engine, [[record()] for _ in range(sink.writers + 6)])
+        waited = time.monotonic() - started
+        assert all(isinstance(e, AuditUnavailable) and "in time" in str(e) for e in errors)
+        assert waited < 5
+        assert count(engine) == 0
+        sink.write([record()])
+        sink.write([record(), record()])
+    finally:
+        sink.close()
+    assert count(engine) == 3
+
+
+def test_a_lone_request_commits_on_its_own_thread(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    before = threading.active_count()
+    try:
+        sink.write([record()])
+        assert threading.active_count() == before
+        assert sink.commits == 1
+    finally:
+        sink.close()
+    assert count(engine) == 1
+
+
+def test_close_lets_go_of_connections_and_a_later_write_opens_one(engine: Engine) -> None:
     sink = DatabaseSink(engine)
     sink.write([record()])
     sink.close()
