@@ -201,6 +201,30 @@ def test_requests_behind_a_stuck_leader_fail_closed_and_the_next_ones_succeed(
     assert count(engine) == 3
 
 
+def test_a_search_touching_thousands_of_patients_is_audited_in_one_commit(engine: Engine) -> None:
+    """One event per patient: 2,500 events are more than SQLite binds in one statement
+    (1,000 events each), so they go as several statements inside one transaction."""
+    sink = DatabaseSink(engine)
+    try:
+        sink.write([record() for _ in range(2500)])
+        assert sink.commits == 1
+    finally:
+        sink.close()
+    assert count(engine) == 2500
+
+
+def test_a_bad_record_late_in_a_large_write_leaves_none_of_it(engine: Engine) -> None:
+    sink = DatabaseSink(engine)
+    taken = str(uuid.uuid4())
+    try:
+        sink.write([record(taken)])
+        with pytest.raises(AuditUnavailable):
+            sink.write([*(record() for _ in range(1500)), record(taken)])
+    finally:
+        sink.close()
+    assert count(engine) == 1
+
+
 def test_a_lone_request_commits_on_its_own_thread(engine: Engine) -> None:
     sink = DatabaseSink(engine)
     before = threading.active_count()
