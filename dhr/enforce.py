@@ -300,10 +300,16 @@ class EnforcingRepository:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def _consented(self, stored: StoredVersion, now: StoredVersion | None = None) -> bool:
+    def _consented(
+        self,
+        stored: StoredVersion,
+        now: StoredVersion | None = None,
+        permitted: bool | None = None,
+    ) -> bool:
         """Whether the consent decision permits the resource ``stored`` is a version of, judged
-        as it is ``now`` (read if not given; its last content when deleted); audits the denial
-        when not."""
+        as it is ``now`` (read if not given; its last content when deleted; ``permitted``: the
+        decision on the live resource, when it was read with it); audits the denial when
+        not."""
         policy = self.policy
         if not policy.applies_to(stored.res_type) or stored.version_id == 0:
             return True
@@ -311,7 +317,11 @@ class EnforcingRepository:
         if now is None:
             return True
         if not now.deleted:
-            ok = policy.permits_one(self._store.conn, stored.res_type, stored.res_id)
+            ok = (
+                permitted
+                if permitted is not None
+                else policy.permits_one(self._store.conn, stored.res_type, stored.res_id)
+            )
         else:
             before = self._store.read_version(stored.res_type, stored.res_id, now.version_id - 1)
             body = jsonio.loads(before.data) if before is not None and before.data else None
@@ -330,13 +340,17 @@ class EnforcingRepository:
         """The current version (``r``); None when unknown or outside what the token may read
         or what the consent decision permits."""
         terms = self._terms(res_type, "r")
-        stored = self._store.read_current(res_type, res_id)
+        permitted: bool | None = None
+        if self.policy.applies_to(res_type):  # the version and its decision in one statement
+            stored, permitted = self.policy.read_permitted(self._store.conn, res_type, res_id)
+        else:
+            stored = self._store.read_current(res_type, res_id)
         if stored is None:
             return None
         if not self._meets(stored, terms, current=True):
             self._hidden(stored, "r")
             return None
-        return self._seen(stored) if self._consented(stored, stored) else None
+        return self._seen(stored) if self._consented(stored, stored, permitted) else None
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
         """One version (``r``); None when unknown or outside what the token may read."""

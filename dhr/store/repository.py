@@ -90,6 +90,28 @@ def _stored(row: Sequence[Any]) -> StoredVersion:
     return StoredVersion(*row)
 
 
+VERSION_COLUMNS = _VERSION_COLUMNS
+"""The columns of a :class:`StoredVersion`, in order (for statements built elsewhere that read
+a version, such as a read and its consent decision in one: :mod:`dhr.access.policy`)."""
+
+
+def version_from_driver_row(row: Sequence[Any]) -> StoredVersion:
+    """A :class:`StoredVersion` from the first eight columns of a driver row
+    (:data:`VERSION_COLUMNS`): SQLite hands back 0/1 for booleans, PostgreSQL may hand back a
+    memoryview for BYTEA."""
+    key, res_type, res_id, version_id, last_updated, method, deleted, data = row[:8]
+    return StoredVersion(
+        key,
+        res_type,
+        res_id,
+        version_id,
+        last_updated,
+        method,
+        bool(deleted),
+        bytes(data) if data is not None else None,
+    )
+
+
 def _first_int(row: Sequence[Any] | None) -> int:
     """The first column of a row a statement must return (``RETURNING key``)."""
     assert row is not None
@@ -315,12 +337,10 @@ class ResourceRepository:
 
     def read_current(self, res_type: str, res_id: str) -> StoredVersion | None:
         """The current version (possibly a deletion), or None if the id was never used."""
-        row = self._hot("read_current", {"t": res_type, "i": res_id})
-        return _stored(row) if row else None
+        return self._hot("read_current", {"t": res_type, "i": res_id})
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
-        row = self._hot("read_version", {"t": res_type, "i": res_id, "v": version_id})
-        return _stored(row) if row else None
+        return self._hot("read_version", {"t": res_type, "i": res_id, "v": version_id})
 
     def _exec(self, name: str, params: dict[str, Any]) -> Sequence[Any] | None:
         """Run a hot statement as precompiled driver SQL; its first row, if any.
@@ -332,18 +352,14 @@ class ResourceRepository:
         args: Any = tuple(params[k] for k in order) if order else params
         return fetch_one(self.conn, sql, args, prepare=True)
 
-    def _hot(self, name: str, params: dict[str, Any]) -> Sequence[Any] | None:
+    def _hot(self, name: str, params: dict[str, Any]) -> StoredVersion | None:
         """A hot version read on the raw driver cursor, normalised across drivers.
 
         Reads are the most frequent request; skipping SQLAlchemy's result machinery here
         halves their cost on SQLite.
         """
         row = self._exec(name, params)
-        if row is None:
-            return None
-        # SQLite hands back 0/1 for booleans; PostgreSQL may hand back a memoryview for BYTEA.
-        data = row[7]
-        return (*row[:6], bool(row[6]), bytes(data) if data is not None else None)
+        return version_from_driver_row(row) if row is not None else None
 
     # -- writes --------------------------------------------------------------------------
 
