@@ -19,7 +19,7 @@ only for benchmark baselines). SMART scopes apply before all this, so consent on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,6 +208,21 @@ class RequestPolicy:
         """The decision as a search criterion on ``res_type`` (None: nothing to add)."""
         return PolicyTerm(self) if self.applies_to(res_type) else None
 
+    def _decision_on_one(
+        self, conn: Connection, res_type: str
+    ) -> tuple[FromClause, Callable[[], ColumnElement[bool]]]:
+        """Ready ``conn`` for a statement on one resource (queued index rows written, this
+        request's patient sets bound) and give the decision on :data:`POLICY_ROW`, built when
+        called (only a statement not yet frozen needs it)."""
+        flush_index_rows(conn)
+        use_sets(self.facts_read)
+        row = POLICY_ROW
+
+        def cond() -> ColumnElement[bool]:
+            return patient_data(row, res_type, self.base, self._per_patient(row, res_type, True))
+
+        return row, cond
+
     def permits_one(self, conn: Connection, res_type: str, res_id: str) -> bool:
         """Whether the decision permits the live ``res_type/res_id`` (a read): the statement is
         rendered once per compiled policy and type (:mod:`dhr.store.frozen`) and, on
@@ -215,16 +230,13 @@ class RequestPolicy:
         the large condition nor PostgreSQL's planning of it."""
         if not self.applies_to(res_type):
             return True
-        flush_index_rows(conn)
-        use_sets(self.facts_read)
         frozen = self._one.get(res_type)
+        row, cond = self._decision_on_one(conn, res_type)
         if frozen is None:
-            row = POLICY_ROW
-            cond = patient_data(row, res_type, self.base, self._per_patient(row, res_type, True))
             stmt = (
                 select(literal(1))
                 .select_from(row)
-                .where(row.c.res_type == res_type, row.c.res_id == bindparam("rid", ""), cond)
+                .where(row.c.res_type == res_type, row.c.res_id == bindparam("rid", ""), cond())
             )
             frozen = self._one[res_type] = freeze(stmt, conn.dialect, ("rid",))
         return bool(frozen.rows(conn, prepare=True, rid=res_id))
@@ -236,15 +248,12 @@ class RequestPolicy:
         the decision permits it while it lives, in ONE statement: a read under consent costs
         the request state and this, one round trip less than reading, then deciding
         (:meth:`permits_one`). Kept like :meth:`permits_one`, per compiled policy and type."""
-        flush_index_rows(conn)
-        use_sets(self.facts_read)
         frozen = self._read.get(res_type)
+        row, cond = self._decision_on_one(conn, res_type)
         if frozen is None:
-            row = POLICY_ROW
-            cond = patient_data(row, res_type, self.base, self._per_patient(row, res_type, True))
             version = VersionRow.__table__
             stmt = (
-                select(*VERSION_COLUMNS, case((cond, 1), else_=0))
+                select(*VERSION_COLUMNS, case((cond(), 1), else_=0))
                 .select_from(
                     row.join(
                         version,

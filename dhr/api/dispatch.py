@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from dhr.access.purpose import with_purpose
 from dhr.api.http import negotiate
@@ -268,12 +268,33 @@ def run_in(ctx: RequestContext, req: FhirRequest) -> FhirResponse:
     return route.run(ctx, req)
 
 
+_TOO_COMPLEX = ("too large", "stack overflow", "too many sql variables", "too many terms")
+
+
+def _too_complex(exc: OperationalError) -> bool:
+    """SQLite refusing a statement for its size: retrying can never help."""
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in _TOO_COMPLEX)
+
+
 def database_error(exc: DBAPIError) -> FhirError:
     """Map a database failure to a retryable 4xx/503 instead of a 500."""
     log.warning("database error: %s", exc)
     if isinstance(exc, IntegrityError):
         return FhirError(
             409, "conflict", "A concurrent write conflicted with this one; retry", "write-conflict"
+        )
+    if isinstance(exc, OperationalError) and _too_complex(exc):
+        return FhirError(
+            400,
+            "too-costly",
+            "The request is too complex for the database (too many criteria, values or chain "
+            "links); simplify it",
+            "too-complex",
+        )
+    if isinstance(exc, DataError) and "NUL" in str(exc.orig):
+        return FhirError(
+            400, "invalid", "Text may not contain the NUL character (U+0000)", "nul-character"
         )
     if isinstance(exc, OperationalError):
         return FhirError(

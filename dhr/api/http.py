@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from dhr.api.message import FhirRequest
+from dhr.digits import natural
 from dhr.errors import bad_request, not_acceptable, unsupported_media_type
 
 FHIR_JSON = "application/fhir+json"
@@ -102,9 +103,9 @@ def parse_etag(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
     match = _ETAG.match(value)
-    version = match.group(1) if match else ""
-    if not version.isdigit():
+    version = natural(match.group(1) if match else "")
+    if version is None:
         raise bad_request(
             f'ETag {value[:40]!r} does not name a version (expected W/"n")', "bad-etag"
         )
-    return int(version)
+    return version

@@ -38,6 +38,7 @@ from dhr.audit.sink import AuditUnavailable
 from dhr.auth.model import OPEN_ACCESS, Principal
 from dhr.auth.principal import AuthenticationFailed, authenticate
 from dhr.auth.service import AuthServer
+from dhr.digits import natural
 from dhr.errors import FhirError, too_large
 from dhr.fhir import jsonio
 from dhr.interactions.common import error_response
@@ -54,7 +55,8 @@ def services(request: Request) -> Services:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    length = natural(declared)
+    if declared and declared.isdigit() and (length is None or length > limit):
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 
 from dhr.auth.client_auth import OAuthError
+from dhr.digits import natural
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
@@ -26,7 +27,8 @@ async def read_form(request: Request) -> dict[str, str]:
     if media != FORM:
         raise OAuthError("invalid_request", f"the request body must be {FORM}")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    length = natural(declared)
+    if declared.isdigit() and (length is None or length > MAX_FORM_BYTES):
         raise OAuthError("invalid_request", "the request body is too large")
     body = b""
     async for chunk in request.stream():

@@ -55,14 +55,30 @@ def parse_http_date(value: str) -> int | None:
     """Parse an IMF-fixdate (``If-Modified-Since``); None if it is not one."""
     if not value:
         return None
-    moment = email.utils.parsedate_to_datetime(value) if _HTTP_DATE.match(value) else None
-    if moment is None:
+    try:
+        moment = email.utils.parsedate_to_datetime(value) if _HTTP_DATE.match(value) else None
+        if moment is None:
+            return None
+        return to_micros(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+    except (ValueError, OverflowError):  # "32 Jan", "99:99:99": not a date, so ignored
         return None
-    return to_micros(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
 
 
 def parse_range(value: str, what: str = "date") -> tuple[int, int]:
-    """Parse a FHIR date/dateTime/instant into a half-open [start, end) microsecond range."""
+    """Parse a FHIR date/dateTime/instant into a half-open [start, end) microsecond range.
+
+    A date the calendar has but the range cannot hold (the end of 9999, in UTC) is a 400 too.
+    """
+    try:
+        return _parse_range(value, what)
+    except (ValueError, OverflowError) as exc:
+        raise bad_request(
+            f"{what} {value[:60]!r} is outside the dates this server handles: {exc}",
+            "invalid-date",
+        ) from None
+
+
+def _parse_range(value: str, what: str) -> tuple[int, int]:
     match = _DATE.fullmatch(value.strip())
     if not match:
         raise bad_request(f"{what} {value[:60]!r} is not a FHIR date or dateTime", "invalid-date")

@@ -73,6 +73,10 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
         raise invalid_resource(_issues(rtype, exc), f"The {rtype} is not valid FHIR R4") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise invalid_resource((), f"The {rtype} is not valid FHIR R4: {exc}") from None
+    except KeyError as exc:  # fhir.resources meets a resourceType it has no model for
+        raise invalid_resource(
+            (), f"The {rtype} holds a resource of unknown type {str(exc)[:80]}"
+        ) from None
     problems = strict_issues(rtype, data, model)
     if problems:
         raise invalid_resource(tuple(problems), f"The {rtype} is not valid FHIR R4 JSON")

@@ -22,6 +22,7 @@ from dhr.api.http import prefer_strict
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.audit import view
 from dhr.context import RequestContext
+from dhr.digits import natural
 from dhr.errors import Issue, bad_request, not_found, operation_outcome
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_http_date
@@ -85,11 +86,12 @@ def page_count(pairs: Sequence[tuple[str, str]], default: int, maximum: int) -> 
     raw = next((v for k, v in pairs if k == "_count"), None)
     if raw is None:
         return default
-    if not raw.isdigit():
+    count = natural(raw)
+    if count is None:
         raise bad_request(f"_count={raw[:20]!r} is not a non-negative integer", "bad-count")
-    if int(raw) > maximum:
+    if count > maximum:
         raise bad_request(f"_count={raw} is above the maximum page size {maximum}", "bad-count")
-    return int(raw)
+    return count
 
 
 def page_cursor(pairs: Sequence[tuple[str, str]]) -> int | None:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
+from dhr.digits import natural
 from dhr.errors import bad_request, not_found
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, parse_range
@@ -27,9 +28,9 @@ def page_size(ctx: RequestContext, req: FhirRequest) -> int:
     raw = req.param("_count")
     if raw is None:
         return ctx.settings.default_page_size
-    if not raw.isdigit():
+    count = natural(raw)
+    if count is None:
         raise bad_request(f"_count={raw[:20]!r} is not a non-negative integer", "bad-count")
-    count = int(raw)
     if count > ctx.settings.max_page_size:
         raise bad_request(
             f"_count={count} is above the maximum page size {ctx.settings.max_page_size}",
@@ -46,9 +47,9 @@ def history(
     at = parse_range(at_raw, "_at") if at_raw else None
     count = page_size(ctx, req)
     cursor_raw = req.param(PAGE_PARAM)
-    if cursor_raw is not None and not cursor_raw.isdigit():
+    cursor = natural(cursor_raw) if cursor_raw else None
+    if cursor_raw and cursor is None:
         raise bad_request(f"{PAGE_PARAM} is not a page cursor this server issued", "bad-cursor")
-    cursor = int(cursor_raw) if cursor_raw else None
     if res_id is not None and res_type is not None and not _known(ctx, res_type, res_id):
         raise not_found(f"{res_type}/{res_id} is not known")
     page = ctx.repo.history(res_type, res_id, since, at, count, cursor)

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode
 
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
+from dhr.digits import natural
 from dhr.errors import Issue, bad_request, gone, not_found, operation_outcome
 from dhr.fhir import jsonio
 from dhr.fhir.instant import parse_range
@@ -59,9 +60,9 @@ def _everything(
     types = _types(req)
     count = page_size(ctx, req)
     cursor = req.param("_page")
-    if cursor is not None and not cursor.isdigit():
+    after = natural(cursor) if cursor else None
+    if cursor and after is None:
         raise bad_request("_page is not a page cursor this server issued", "bad-cursor")
-    after = int(cursor) if cursor else None
     rows = ctx.repo.everything(patient_id, types, since, after, count + 1) if count > 0 else []
     more = len(rows) > count
     rows = rows[:count]

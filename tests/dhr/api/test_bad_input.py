@@ -128,3 +128,74 @@ def test_unsupported_interactions_are_405_or_404(client: httpx.Client) -> None:
 def test_bad_summary_value_is_400(client: httpx.Client) -> None:
     pid = created_id(client.post("Patient", json=patient()))
     assert_outcome(client.get(f"Patient/{pid}", params={"_summary": "everything"}), 400)
+
+
+# -- found by fuzzing the API (stop 13): each was a 500, a 503 or worse ------------------------
+
+
+def test_a_contained_resource_of_unknown_type_is_400(client: httpx.Client) -> None:
+    body = patient(contained=[{"resourceType": "Foo", "id": "c"}])
+    assert_outcome(client.post("Patient", json=body), 400)
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": body, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
+    response = client.post("", json=batch)
+    assert response.status_code == 200
+    statuses = [e["response"]["status"][:3] for e in response.json()["entry"]]
+    assert statuses == ["400", "201"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "Patient/_history?_since=9999-12-31T23:59:59%2B14:00",
+        "_history?_since=9999",
+        "_history?_at=9999-12-31T23:59:59-14:00",
+        "AuditEvent?date=ge9999-12-31",
+    ],
+)
+def test_dates_at_the_end_of_the_calendar_are_400(client: httpx.Client, url: str) -> None:
+    assert client.get(url).status_code == 400
+
+
+def test_numbers_of_thousands_of_digits_are_400(client: httpx.Client) -> None:
+    pid = created_id(client.post("Patient", json=patient()))
+    digits = "9" * 5000
+    headers = {**FHIR, "If-Match": f'W/"{digits}"'}
+    assert_outcome(client.put(f"Patient/{pid}", json=patient(id=pid), headers=headers), 400)
+    assert_outcome(client.get(f"Patient?_count={digits}"), 400)
+    assert_outcome(client.get(f"Patient/{pid}/_history?_count={digits}"), 400)
+    assert_outcome(client.get(f"Patient/{pid}/$everything?_count={digits}"), 400)
+    assert_outcome(client.get(f"Patient/{pid}/$everything?_page={digits}"), 400)
+
+
+def test_an_if_modified_since_that_is_no_date_is_ignored(client: httpx.Client) -> None:
+    """RFC 9110 13.1.3: a recipient ignores If-Modified-Since when it is not a valid date."""
+    pid = created_id(client.post("Patient", json=patient()))
+    for junk in ("Mon, 99 Foo 2020 99:99:99 GMT", "Mon, 32 Jan 2020 00:00:00 GMT"):
+        response = client.get(f"Patient/{pid}", headers={"If-Modified-Since": junk})
+        assert response.status_code == 200
+
+
+def test_a_search_too_large_to_run_is_400_not_a_runaway_query(client: httpx.Client) -> None:
+    repeated = "&".join(["name=x"] * 100)
+    assert_outcome(client.get(f"Patient?{repeated}"), 400)
+    many = ",".join(f"x{i}" for i in range(500))
+    assert_outcome(client.get(f"Patient?name={many}"), 400)
+    assert client.get("Patient?name=" + ",".join(f"x{i}" for i in range(150))).status_code == 200
+    chained = "Observation?subject:Patient.link:Patient.link:Patient.link:Patient.name=x"
+    assert client.get(chained).status_code in (200, 400)
+
+
+def test_the_nul_character_is_never_a_server_error(client: httpx.Client) -> None:
+    written = client.post("Patient", json=patient(name=[{"family": "a\u0000b"}]))
+    assert written.status_code in (201, 400), written.text
+    if written.status_code == 400:
+        assert_outcome(written, 400)
+    found = client.get("Patient?name=a%00b")
+    assert found.status_code in (200, 400), found.text
