@@ -47,9 +47,10 @@ _EVENT_COLUMNS = (
 _SQLITE_INSERT = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id, action,
     subtype, outcome, purpose, break_glass, request_id, data, event_hash)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+# The event's bytes go binary (%b), not as hex text twice their size.
 _PG_INSERT = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id, action,
     subtype, outcome, purpose, break_glass, request_id, data, event_hash)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b, %s)"""
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,6 @@ _INSERT_COLUMNS = """event_id, recorded, patient, agent, client_id, action, subt
 _SQLITE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # SQLite binds at most 32,766 values per statement: 13 per event.
 SQLITE_ROWS_PER_STATEMENT = 1000
-# One event; the event's bytes are sent in binary (%b), not as hex text twice their size.
-_PG_INSERT_ONE = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id, action,
-    subtype, outcome, purpose, break_glass, request_id, data, event_hash)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b, %s)"""
 # One fixed statement for any number of events (prepared once per connection).
 _PG_INSERT_ARRAYS = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id,
     action, subtype, outcome, purpose, break_glass, request_id, data, event_hash)
@@ -144,7 +141,7 @@ def insert_rows_committed(driver: Any, postgresql: bool, rows: Sequence[EventRow
         return
     if postgresql:
         if len(rows) == 1:  # the usual case: psycopg adapts arrays in Python, scalars in C
-            driver.execute(_PG_INSERT_ONE, rows[0], prepare=True)
+            driver.execute(_PG_INSERT, rows[0], prepare=True)
             return
         columns = [list(column) for column in zip(*rows, strict=True)]
         driver.execute(_PG_INSERT_ARRAYS, columns, prepare=True)
