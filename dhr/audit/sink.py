@@ -259,12 +259,12 @@ class DatabaseSink:
                 with suppress(Exception):
                     driver.close()
             raise
-        self.commits += 1
-        self._give_back(driver)
+        self._give_back(driver, committed=True)
 
-    def _give_back(self, driver: Any) -> None:
+    def _give_back(self, driver: Any, committed: bool = False) -> None:
         with self._lock:
             self._connections.append(driver)
+            self.commits += committed
 
     def _connect(self) -> Any:
         """A driver connection to the engine's database (autocommit, as the engine opens
@@ -284,7 +284,7 @@ class DatabaseSink:
 
 
 def _unavailable(error: BaseException) -> AuditUnavailable:
-    if isinstance(error, TimeoutError) or _is_lock_timeout(error):
+    if _is_lock_timeout(error):
         return AuditUnavailable("the audit store did not answer in time")
     return AuditUnavailable("the audit store refused the record")
 

@@ -44,9 +44,6 @@ _EVENT_COLUMNS = (
     EVENTS.c.data,
     EVENTS.c.seq,
 )
-_SQLITE_INSERT = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id, action,
-    subtype, outcome, purpose, break_glass, request_id, data, event_hash)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 # The event's bytes go binary (%b), not as hex text twice their size.
 _PG_INSERT = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id, action,
     subtype, outcome, purpose, break_glass, request_id, data, event_hash)
@@ -121,7 +118,7 @@ def insert_events(conn: Connection, records: Sequence[AuditRecord]) -> None:
     if postgresql and len(rows) == 1:
         fetch(conn, _PG_INSERT, rows[0], prepare=True)
         return
-    sql = _PG_INSERT if postgresql else _SQLITE_INSERT
+    sql = _PG_INSERT if postgresql else _sqlite_insert(1)
     on_cursor(conn, sql, lambda cursor: cursor.executemany(sql, rows))
 
 
