@@ -24,11 +24,15 @@ _names = itertools.count()
 def table(engine: Engine) -> Iterator[Table]:
     meta = MetaData()
     made = Table(f"literal_probe_{next(_names)}", meta, Column("v", String(64), primary_key=True))
-    meta.create_all(engine)
+    # In write transactions (SQLite: BEGIN IMMEDIATE, which waits for the lock): a deferred
+    # DDL transaction that loses the race to a live server's audit chainer fails at once with
+    # "database is locked" instead of waiting.
     with unit_of_work(engine, write=True) as conn:
+        meta.create_all(conn)
         conn.execute(insert(made), [{"v": v} for v in [*AWKWARD, "other"]])
     yield made
-    meta.drop_all(engine)
+    with unit_of_work(engine, write=True) as conn:
+        meta.drop_all(conn)
 
 
 @pytest.mark.parametrize("value", AWKWARD)

@@ -41,8 +41,8 @@ def table(engine: Engine) -> Iterator[Table]:
         Column("kind", String(16)),
         Column("expires", BigInteger),
     )
-    meta.create_all(engine)
-    with unit_of_work(engine, write=True) as conn:
+    with unit_of_work(engine, write=True) as conn:  # BEGIN IMMEDIATE: waits for the lock
+        meta.create_all(conn)
         conn.execute(
             insert(made),
             [
@@ -53,7 +53,8 @@ def table(engine: Engine) -> Iterator[Table]:
             ],
         )
     yield made
-    meta.drop_all(engine)
+    with unit_of_work(engine, write=True) as conn:
+        meta.drop_all(conn)
 
 
 def _names_of(rows: object) -> set[str]:
