@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from sqlalchemy import Connection
 from dhr.audit.model import Action
 from dhr.cli_support import migrated_engine, print_table
 from dhr.config import Settings
+from dhr.fhir.ids import new_id
 from dhr.record.nhs_number import problem
 
 AUDIT_SUBTYPE = "data-opt-out"
@@ -58,13 +58,13 @@ def _audit(conn: Connection, settings: Settings, action: Action, changed: Sequen
 
     verb = "add" if action == "C" else "remove"
     event = build_event(
-        event_id=str(uuid.uuid4()),
+        event_id=new_id(),
         recorded=time.time_ns() // 1000,
         subtype=AUDIT_SUBTYPE,
         action=action,
         outcome="0",
         principal=cli_principal(),
-        request_id=f"cli-{uuid.uuid4()}",
+        request_id=f"cli-{new_id()}",
         patient=None,
         entities=[],
         query=f"{verb}={','.join(changed)}",

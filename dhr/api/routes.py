@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import uuid
 from typing import Annotated
 
 import orjson
@@ -41,6 +40,7 @@ from dhr.auth.service import AuthServer
 from dhr.digits import natural
 from dhr.errors import FhirError, too_large
 from dhr.fhir import jsonio
+from dhr.fhir.ids import new_id
 from dhr.interactions.common import error_response
 
 log = logging.getLogger(__name__)
@@ -129,13 +129,13 @@ def refused(svc: Services, exc: AuthenticationFailed, header: str | None) -> Fhi
         return unauthenticated(exc)
     who = Principal(subject="unknown", client_id=presented_client_id(header))
     record = build_event(
-        event_id=str(uuid.uuid4()),
+        event_id=new_id(),
         recorded=now_micros(),
         subtype="authentication-failure",
         action="E",
         outcome="4",
         principal=who,
-        request_id=str(uuid.uuid4()),
+        request_id=new_id(),
         patient=None,
         entities=(),
         query=None,

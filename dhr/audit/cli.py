@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from dhr.config import Settings
+from dhr.fhir.ids import new_id
 
 
 def _engine(settings: Settings) -> Engine:
@@ -97,13 +97,13 @@ def _audit_export(engine: Engine, settings: Settings, since: str) -> None:
     from dhr.store.db import unit_of_work
 
     event = build_event(
-        event_id=str(uuid.uuid4()),
+        event_id=new_id(),
         recorded=time.time_ns() // 1000,
         subtype="audit-export",
         action="E",
         outcome="0",
         principal=cli_principal(),
-        request_id=f"cli-{uuid.uuid4()}",
+        request_id=f"cli-{new_id()}",
         patient=None,
         entities=[],
         query=f"since={since}",

@@ -24,7 +24,6 @@ so reading the audit is audited too. A transaction collects per entry (:meth:`se
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,6 +34,7 @@ import orjson
 from dhr.audit.events import build_event
 from dhr.audit.model import Action, AuditRecord, Outcome
 from dhr.auth.model import Principal
+from dhr.fhir.ids import new_id
 from dhr.search import compartment
 from dhr.search.extraction.paths import Items
 from dhr.search.extraction.plan import Plan, plans, unwrap
@@ -184,7 +184,7 @@ class AuditRecorder:
     ) -> None:
         self.principal = principal
         self.server = server
-        self.request_id = request_id or str(uuid.uuid4())
+        self.request_id = request_id or new_id()
         self.enabled = enabled
         self.purpose: str | None = None  # purpose of use (the consent work sets it)
         self.break_glass = False
@@ -326,7 +326,7 @@ class AuditRecorder:
             targets = [(None, shared)]
         return [
             build_event(
-                event_id=str(uuid.uuid4()),
+                event_id=new_id(),
                 recorded=recorded,
                 subtype=subtype,
                 action=action,

@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from dhr.config import Settings
+from dhr.fhir.ids import new_id
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_SECONDS = 240  # under the five minutes the spec allows
@@ -62,7 +62,7 @@ def client_assertion(private_jwk: dict[str, Any], client_id: str, token_url: str
         "aud": token_url,
         "exp": now + ASSERTION_SECONDS,
         "iat": now,
-        "jti": str(uuid.uuid4()),
+        "jti": new_id(),
     }
     header = {"alg": alg, "kid": private_jwk["kid"], "typ": "JWT"}
     return jwt.encode(header, claims, key, algorithms=[alg])

