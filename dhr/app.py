@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dhr import __version__
 from dhr.api import routes
@@ -101,6 +104,22 @@ def create_app(
             media_type=CONTENT_TYPE,
             headers=exc.headers,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """The router's own answers (a method no FHIR interaction uses, a path it does not
+        know) as OperationOutcomes under ``/fhir``, like every other FHIR error."""
+        if not request.url.path.startswith("/fhir"):
+            return await http_exception_handler(request, exc)
+        if exc.status_code == 405:
+            detail = f"The FHIR API does not answer {request.method[:20]!r} requests"
+            error = FhirError(405, "not-supported", detail, "method-not-allowed")
+        else:
+            error = FhirError(exc.status_code, "processing", str(exc.detail), "http-error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers.setdefault("Allow", ", ".join(routes.METHODS))
+        return await _fhir_error(request, replace(error, headers=headers))
 
     @app.get("/", include_in_schema=False)
     async def _root() -> JSONResponse:

@@ -199,3 +199,17 @@ def test_the_nul_character_is_never_a_server_error(client: httpx.Client) -> None
         assert_outcome(written, 400)
     found = client.get("Patient?name=a%00b")
     assert found.status_code in (200, 400), found.text
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "TRACE", "CONNECT", "BREW"])
+def test_a_method_no_interaction_uses_is_405_with_an_outcome_and_allow(
+    client: httpx.Client, method: str
+) -> None:
+    """https://hl7.org/fhir/R4/http.html#Status-codes and RFC 9110 15.5.6: 405 names the
+    methods the resource answers in Allow."""
+    response = client.request(method, "Patient")
+    outcome = assert_outcome(response, 405)
+    assert outcome["issue"][0]["code"] == "not-supported"
+    assert {"GET", "POST", "PUT", "DELETE"} <= {
+        m.strip() for m in response.headers["allow"].split(",")
+    }
