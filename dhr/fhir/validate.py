@@ -2,8 +2,9 @@
 
 https://hl7.org/fhir/R4/validation.html. A failure becomes OperationOutcome issues whose
 ``expression`` is a FHIRPath to the offending element, e.g. ``Patient.name[0].family``.
-A Patient's NHS numbers must also pass the Modulus 11 check (:mod:`dhr.record.nhs_number`):
-a valid FHIR Patient with an invalid one is a 422 naming ``Patient.identifier[i].value``.
+Narratives must keep the XHTML rules (:mod:`dhr.fhir.narrative`). A Patient's NHS numbers must
+also pass the Modulus 11 check (:mod:`dhr.record.nhs_number`): a valid FHIR Patient with an
+invalid one is a 422 naming ``Patient.identifier[i].value``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from dhr.errors import FhirError, Issue, bad_request, invalid_resource
 from dhr.fhir.ids import check_id
+from dhr.fhir.narrative import check_narratives
 from dhr.fhir.strict import strict_issues
 from dhr.fhir.types import check_type, model_class
 from dhr.fhir.validate_paths import element_path
@@ -80,5 +82,6 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
     problems = strict_issues(rtype, data, model)
     if problems:
         raise invalid_resource(tuple(problems), f"The {rtype} is not valid FHIR R4 JSON")
+    check_narratives(rtype, data)
     check_nhs_numbers(rtype, data)
     return rtype
