@@ -14,8 +14,8 @@ ways in:
   written when they get it. On PostgreSQL, whose commits can overlap, a few slots; on SQLite,
   which has one writer at a time, one. A slot is a plain lock and only a request whose records
   are in flight with another writer waits on an Event: measured under 8 reading threads on
-  SQLite, 1,335 audited reads/s against 1,076 when every request waited on an Event for a
-  leader to wake it. ADR 0007.
+  SQLite, 1,335 audited reads/s against 1,033-1,125 when every request waited on an Event for
+  a leader to wake it. ADR 0007.
 
 A request waits ``timeout`` seconds at most to be written or to write, and a writer as long
 again for the database (the writers' own connections give up waiting for a lock after
