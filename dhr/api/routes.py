@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dhr.access.system import ANONYMOUS
+from dhr.api.content_coding import decode
 from dhr.api.dispatch import Services, handle
 from dhr.api.http import CONTENT_TYPE, representation
 from dhr.api.message import FhirRequest, FhirResponse
@@ -186,6 +187,9 @@ async def fhir_endpoint(
             return to_http(req, await run_in_threadpool(refused, svc, exc, header))
     try:
         body = await read_body(request, svc.settings.max_body_bytes)
+        if headers.get("content-encoding"):
+            coding = headers.pop("content-encoding")
+            body = await run_in_threadpool(decode, body, coding, svc.settings.max_body_bytes)
     except FhirError as exc:
         return to_http(req, error_response(exc))
     req = FhirRequest(request.method, req.path, query, headers, body)
