@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -111,15 +110,15 @@ def create_app(
         know) as OperationOutcomes under ``/fhir``, like every other FHIR error."""
         if not request.url.path.startswith("/fhir"):
             return await http_exception_handler(request, exc)
-        if exc.status_code == 405:
-            detail = f"The FHIR API does not answer {request.method[:20]!r} requests"
-            error = FhirError(405, "not-supported", detail, "method-not-allowed")
-        else:
-            error = FhirError(exc.status_code, "processing", str(exc.detail), "http-error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
+            detail = f"The FHIR API does not answer {request.method[:20]!r} requests"
             headers.setdefault("Allow", ", ".join(routes.METHODS))
-        return await _fhir_error(request, replace(error, headers=headers))
+            error = FhirError(405, "not-supported", detail, "method-not-allowed", headers=headers)
+        else:
+            detail = str(exc.detail)
+            error = FhirError(exc.status_code, "processing", detail, "http-error", headers=headers)
+        return await _fhir_error(request, error)
 
     @app.get("/", include_in_schema=False)
     async def _root() -> JSONResponse:
