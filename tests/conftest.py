@@ -237,8 +237,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     pass only and the PostgreSQL pass reports it as deselected."""
     if not os.environ.get(ENV_URL, "").strip():
         return
-    kept = [item for item in items if item.get_closest_marker("database_free") is None]
-    dropped = [item for item in items if item.get_closest_marker("database_free") is not None]
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (dropped if item.get_closest_marker("database_free") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
