@@ -56,6 +56,8 @@ class FhirResponse:
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     resource_type: str | None = None
+    # meta.lastUpdated of the resource in ``body`` (µs), when the body is one stored version.
+    last_updated: int | None = None
 
     def body_json(self) -> dict[str, Any] | None:
         """The body as a dict (parsing stored bytes only when someone needs the structure)."""

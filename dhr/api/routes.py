@@ -73,17 +73,22 @@ def to_http(req: FhirRequest, resp: FhirResponse) -> Response:
     headers = dict(resp.headers)
     content: bytes = b""
     if resp.json is not None:
-        try:
-            pretty = representation(req).pretty
-        except FhirError:
-            pretty = False
-        content = jsonio.dumps(resp.json, pretty)
+        content = jsonio.dumps(resp.json, _pretty(req))
     elif resp.body is not None:
-        content = resp.body
+        # Bytes as built (a stored version, or a Bundle holding stored versions), indented
+        # again only when ``_pretty`` asks.
+        content = jsonio.dumps(jsonio.loads(resp.body), True) if _pretty(req) else resp.body
     if req.method == "HEAD" or resp.status == 304:
         content = b""
     media = CONTENT_TYPE if (resp.json is not None or resp.body is not None) else None
     return Response(content=content, status_code=resp.status, headers=headers, media_type=media)
+
+
+def _pretty(req: FhirRequest) -> bool:
+    try:
+        return representation(req).pretty
+    except FhirError:
+        return False
 
 
 def is_public(method: str, path: str) -> bool:

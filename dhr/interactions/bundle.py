@@ -32,6 +32,7 @@ from dhr.fhir.ids import new_id
 from dhr.fhir.validate import validate_resource
 from dhr.interactions.bundle_entries import (
     BundleEntry,
+    bundle_response,
     error_entry,
     parse_entry,
     response_entry,
@@ -84,7 +85,7 @@ def process_bundle(services: Services, req: FhirRequest, principal: Principal) -
                 for i, raw in enumerate(raw_entries)
             ],
         }
-    return FhirResponse(200, None, bundle, {}, "Bundle")
+    return bundle_response(bundle)
 
 
 def _load(req: FhirRequest) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def shaped_body(req: FhirRequest, raw: bytes) -> tuple[bytes | None, dict[str, A
 def read_response(req: FhirRequest, ctx: RequestContext, stored: StoredVersion) -> FhirResponse:
     assert stored.data is not None
     raw, data = shaped_body(req, stored.data)
-    return FhirResponse(200, raw, data, version_headers(ctx, stored, False), stored.res_type)
+    headers = version_headers(ctx, stored, False)
+    return FhirResponse(200, raw, data, headers, stored.res_type, stored.last_updated)
 
 
 def write_response(
@@ -74,7 +75,7 @@ def write_response(
     if mode == "OperationOutcome":
         return FhirResponse(status, None, information(message), headers, "OperationOutcome")
     assert stored.data is not None
-    return FhirResponse(status, stored.data, None, headers, stored.res_type)
+    return FhirResponse(status, stored.data, None, headers, stored.res_type, stored.last_updated)
 
 
 def outcome_response(

@@ -284,6 +284,28 @@ def test_get_entries_return_reads_vreads_and_history(client: httpx.Client) -> No
     assert len(entries[2]["resource"]["entry"]) == 1
 
 
+def test_each_entry_holds_the_stored_version_and_its_exact_last_update(
+    client: httpx.Client,
+) -> None:
+    p = urn()
+    entries = ok(client, post(patient(), p), post(observation(p)), get("Patient?_count=1"))
+    for created in entries[:2]:
+        read = client.get(created["response"]["location"]).json()
+        assert created["resource"] == read
+        # to the microsecond, as the resource says, not the second of Last-Modified
+        assert created["response"]["lastModified"] == read["meta"]["lastUpdated"]
+    assert entries[2]["resource"]["type"] == "searchset"
+
+
+def test_pretty_indents_a_transaction_response(client: httpx.Client) -> None:
+    response = client.post("", params={"_pretty": "true"}, json=txn(post(patient())))
+    assert response.status_code == 200, response.text
+    assert response.text.startswith('{\n  "resourceType": "Bundle"')
+    assert '\n        "resourceType": "Patient"' in response.text
+    plain = client.post("", json=txn(post(patient())))
+    assert "\n" not in plain.text
+
+
 def test_prefer_return_minimal_leaves_resources_out(client: httpx.Client) -> None:
     [entry] = ok(client, post(patient()), headers={"Prefer": "return=minimal"})
     assert entry["response"]["status"] == "201 Created"
