@@ -42,6 +42,7 @@ from sqlalchemy import (
 from consent.compile import permits, policy
 from consent.formula import Formula, PatientFacts
 from consent.model import PURPOSES, Arrangement, DataItem, Label, Requester
+from dhr.access.decision_sql import Decision
 from dhr.access.policy_sql import (
     PatientSets,
     PerPatient,
@@ -186,14 +187,18 @@ class RequestPolicy:
 
         Written as ``EXISTS (SELECT FROM resource AS policy_row WHERE policy_row.key = res.key
         AND <decision on policy_row>)``: the decision is built once per compiled policy and type
-        and reused by every statement (one primary-key probe per candidate row)."""
+        and reused by every statement (one primary-key probe per candidate row), as a
+        :class:`~dhr.access.decision_sql.Decision`, so that SQLAlchemy does not walk it again
+        for every statement's cache key."""
         if self.exempt or (res_type is not None and not self.applies_to(res_type)):
             return true()
         use_sets(self.facts_read)
         found = self._conds.get(res_type)
         if found is None:
             row = POLICY_ROW
-            found = patient_data(row, res_type, self.base, self._per_patient(row, res_type))
+            found = Decision(
+                patient_data(row, res_type, self.base, self._per_patient(row, res_type))
+            )
             self._conds[res_type] = found
         return exists().where(POLICY_ROW.c.key == res.c.key, found)
 

@@ -1,0 +1,82 @@
+"""A compiled decision shares its rendered SQL only with statements that hold the same decision.
+
+:class:`dhr.access.decision_sql.Decision` gives SQLAlchemy's SQL cache a short key for a large
+condition. Getting that key wrong would run one requester's decision in place of another's, so
+these statements run on the real engine, one after another, sharing its cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, bindparam, insert, select
+
+from dhr.access.decision_sql import Decision
+from dhr.store.db import unit_of_work
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def table(engine: Engine) -> Iterator[Table]:
+    meta = MetaData()
+    made = Table(f"decision_probe_{next(_names)}", meta, Column("v", Integer, primary_key=True))
+    with unit_of_work(engine, write=True) as conn:  # a write transaction (see test_policy_literals)
+        meta.create_all(conn)
+        conn.execute(insert(made), [{"v": v} for v in range(1, 6)])
+    yield made
+    with unit_of_work(engine, write=True) as conn:
+        meta.drop_all(conn)
+
+
+def visible(engine: Engine, table: Table, decision: Decision) -> list[int]:
+    with unit_of_work(engine, write=False) as conn:
+        stmt = select(table.c.v).where(decision).order_by(table.c.v)
+        return [int(v) for v in conn.scalars(stmt)]
+
+
+def test_two_decisions_of_the_same_shape_each_run_their_own_values(
+    engine: Engine, table: Table
+) -> None:
+    # Same SQL text but for the bound value: the cache must not hand one the other's values.
+    small, large = Decision(table.c.v <= 2), Decision(table.c.v >= 4)
+    equal_shape = Decision(table.c.v <= 3)
+    for _ in range(2):  # the second round runs from the cache
+        assert visible(engine, table, small) == [1, 2]
+        assert visible(engine, table, large) == [4, 5]
+        assert visible(engine, table, equal_shape) == [1, 2, 3]
+
+
+def test_statements_holding_one_decision_share_a_cache_key_and_others_do_not(
+    table: Table,
+) -> None:
+    decision, other = Decision(table.c.v <= 2), Decision(table.c.v <= 2)
+    first = select(table.c.v).where(decision)._generate_cache_key()
+    again = select(table.c.v).where(decision)._generate_cache_key()
+    elsewhere = select(table.c.v).where(other)._generate_cache_key()
+    assert first is not None
+    assert again is not None
+    assert elsewhere is not None
+    assert first.key == again.key
+    assert first.key != elsewhere.key
+
+
+def test_a_decision_renders_as_its_condition(engine: Engine, table: Table) -> None:
+    condition = (table.c.v > 1) & (table.c.v < 4)
+    plain = str(select(table.c.v).where(condition).compile(engine))
+    wrapped = str(select(table.c.v).where(Decision(condition)).compile(engine))
+    assert wrapped == plain
+
+
+def test_values_bound_when_the_statement_runs_are_read_each_time(
+    engine: Engine, table: Table
+) -> None:
+    # The request's patient sets are such parameters (policy_sql.id_set): one decision, cached
+    # once, must see each request's own values.
+    limit = [2]
+    decision = Decision(table.c.v <= bindparam("limit", callable_=lambda: limit[0]))
+    assert visible(engine, table, decision) == [1, 2]
+    limit[0] = 4
+    assert visible(engine, table, decision) == [1, 2, 3, 4]
