@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from dhr.record.arrangement import Controller, load_default
 from dhr.store import policy_store
 from dhr.store.arrangement_store import record_arrangement
+from dhr.store.db import unit_of_work
 from tests.conftest import LiveServer, empty_tables
 from tests.helpers import BackendClient, TokenIssuer, bearer, created_id
 
@@ -116,22 +117,27 @@ class World:
     def consent(self, pid: str, provision: dict[str, Any], scope: str = "patient-privacy") -> str:
         return self.write(REGISTRY, consent_body(pid, provision, scope))
 
+    # The writes below run as the CLIs run them, in write transactions (SQLite: BEGIN
+    # IMMEDIATE, which waits for the lock). A deferred transaction that reads first and then
+    # writes fails at once with "database is locked" when the live server's audit commits in
+    # between, which made the truth-table rows that record an arrangement flaky under load.
+
     def let_research(self, ods: str) -> None:
         """Record a joint-controller arrangement in which ``ods`` also permits research and
         planning over its data (``dhr controllers set``)."""
         default = load_default()
         purposes = (*default.originating_default.purposes, "HRESCH", "POPHLTH")
         doc = default.model_copy(update={"controllers": (Controller(ods=ods, purposes=purposes),)})
-        with self.engine.begin() as conn:
+        with unit_of_work(self.engine, write=True) as conn:
             record_arrangement(conn, doc, "test", time.time_ns() // 1000)
 
     def opt_out(self, nhs_number: str) -> None:
-        with self.engine.begin() as conn:
+        with unit_of_work(self.engine, write=True) as conn:
             policy_store.record_opt_out(conn, nhs_number, "test", time.time_ns() // 1000)
 
     def declare_break_glass(self, subject: str, pid: str, organisation: str) -> None:
         now = time.time_ns() // 1000
-        with self.engine.begin() as conn:
+        with unit_of_work(self.engine, write=True) as conn:
             policy_store.record_claim(
                 conn,
                 {
