@@ -56,7 +56,8 @@ class FhirResponse:
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     resource_type: str | None = None
-    # meta.lastUpdated of the resource in ``body`` (µs), when the body is one stored version.
+    # meta.lastUpdated (µs) of the stored version the response shows (read, vread, create,
+    # update), for a transaction-response entry's lastModified without parsing ``body``.
     last_updated: int | None = None
 
     def body_json(self) -> dict[str, Any] | None:
