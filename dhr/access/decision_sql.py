@@ -55,4 +55,6 @@ class Decision(ColumnElement[bool]):
 
 @compiles(Decision)
 def _render(element: Decision, compiler: SQLCompiler, **kw: Any) -> str:
-    return str(compiler.process(element.condition, **kw))
+    # Always in parentheses: the statement sees one element and adds none, so an OR inside
+    # would otherwise bind looser than the AND the decision sits in.
+    return f"({compiler.process(element.condition, **kw)})"

@@ -16,6 +16,8 @@ into the SQL, so pages are full and totals true. :func:`condition` translates a 
 record (https://hl7.org/fhir/R4/compartmentdefinition-patient.html) the resource belongs to, as
 the compartment's local references say: a resource of no patient is not patient data and passes.
 A Patient resource belongs to itself and, for a source record, to the master its ``link`` names.
+The resource row's patient key (:mod:`dhr.store.patient_key`) names that one patient, or none,
+so only a resource of several patients has its references read.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from dhr.record.vocab import CONTROLLER_SYSTEM
 from dhr.search import compartment
 from dhr.search.registry import registry
 from dhr.search.sql.predicate import index_table
+from dhr.store.patient_key import SEVERAL
 
 OWNER = "Patient"
 # The parameters that carry a resource's clinical date, first found wins (a Consent's dataPeriod
@@ -340,7 +343,16 @@ def patient_data(
         not_(per_patient(ref.c.target_id)),
     )
     if res_type == OWNER:
-        return and_(per_patient(res.c.res_id), others)
-    if res_type is None:
-        return and_(or_(res.c.res_type != OWNER, per_patient(res.c.res_id)), others)
-    return others
+        in_full = and_(per_patient(res.c.res_id), others)
+    elif res_type is None:
+        in_full = and_(or_(res.c.res_type != OWNER, per_patient(res.c.res_id)), others)
+    else:
+        in_full = others
+    # The row's patient key (dhr/store/patient_key.py) answers without reading its references
+    # unless it says "several" (or was never worked out).
+    key = res.c.patient_key
+    return or_(
+        key.is_(None),
+        and_(key != sql_text(SEVERAL), per_patient(key)),
+        and_(key == sql_text(SEVERAL), in_full),
+    )

@@ -48,6 +48,9 @@ class ResourceRow(Base):
     version_id: Mapped[int] = mapped_column(Integer)
     deleted: Mapped[bool] = mapped_column(Boolean)
     last_updated: Mapped[int] = mapped_column(BigInteger)
+    # The Patient whose record the current version belongs to (dhr/store/patient_key.py): NULL
+    # none, "*" several or not yet worked out (the default, which the decision reads in full).
+    patient_key: Mapped[str | None] = mapped_column(String(64), nullable=True, server_default="*")
 
     __table_args__ = (UniqueConstraint("res_type", "res_id"),)
 

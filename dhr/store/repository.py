@@ -35,6 +35,7 @@ from sqlalchemy.engine import Dialect
 from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
+from dhr.search.rows import IndexRow
 from dhr.store.driver import fetch, fetch_one
 from dhr.store.index_writer import (
     drop_index_rows,
@@ -46,6 +47,7 @@ from dhr.store.index_writer import (
     queue_index_rows,
 )
 from dhr.store.models import ResourceRow, VersionRow
+from dhr.store.patient_key import SEVERAL, patient_key
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ def version_from_driver_row(row: Sequence[Any]) -> StoredVersion:
     )
 
 
+# A new resource to insert: type, id, time, stored bytes, patient key.
+_NewRow = tuple[str, str, int, bytes, str | None]
+
+
 def _first_int(row: Sequence[Any] | None) -> int:
     """The first column of a row a statement must return (``RETURNING key``)."""
     assert row is not None
@@ -140,7 +146,10 @@ _READ_VERSION = (
 _INSERT_RESOURCE = (
     insert(ResourceRow)
     .values(
-        {c: bindparam(c) for c in ("res_type", "res_id", "version_id", "deleted", "last_updated")}
+        {
+            c: bindparam(c)
+            for c in ("res_type", "res_id", "version_id", "deleted", "last_updated", "patient_key")
+        }
     )
     .returning(ResourceRow.key)
 )
@@ -165,7 +174,12 @@ _LOCK = (
 _SET_CURRENT = (
     update(ResourceRow)
     .where(ResourceRow.key == bindparam("k"))
-    .values(version_id=bindparam("v"), deleted=bindparam("d"), last_updated=bindparam("lu"))
+    .values(
+        version_id=bindparam("v"),
+        deleted=bindparam("d"),
+        last_updated=bindparam("lu"),
+        patient_key=bindparam("pk"),
+    )
 )
 
 
@@ -181,13 +195,14 @@ def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int)
     return jsonio.dumps(out)
 
 
-def _resource_values(res_type: str, res_id: str, now: int) -> dict[str, Any]:
+def _resource_values(res_type: str, res_id: str, now: int, key: str | None) -> dict[str, Any]:
     return {
         "res_type": res_type,
         "res_id": res_id,
         "version_id": 1,
         "deleted": False,
         "last_updated": now,
+        "patient_key": key,
     }
 
 
@@ -217,11 +232,12 @@ def _version_values(
 # keys come back with (type, id) so each version row finds its owner whatever the row order.
 _PG_INSERT_NEW = """
 WITH input AS (
-    SELECT * FROM unnest(%(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[])
-        WITH ORDINALITY AS u(res_type, res_id, last_updated, data, n)
+    SELECT * FROM unnest(
+        %(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[], %(pk)s::varchar[]
+    ) WITH ORDINALITY AS u(res_type, res_id, last_updated, data, patient_key, n)
 ), r AS (
-    INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated)
-    SELECT res_type, res_id, 1, false, last_updated FROM input ORDER BY n
+    INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated, patient_key)
+    SELECT res_type, res_id, 1, false, last_updated, patient_key FROM input ORDER BY n
     RETURNING key, res_type, res_id
 ), v AS (
     INSERT INTO resource_version
@@ -236,8 +252,9 @@ SELECT resource_key, key, res_type, res_id FROM v
 # PostgreSQL, one new resource: its resource row, its version and its index rows (CTEs that
 # read the new key from ``r``) in one statement, prepared per set of index tables.
 _PG_CREATE_ONE = (
-    "r AS (INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated) "
-    "VALUES (%(t)s::varchar, %(i)s::varchar, 1, false, %(lu)s::bigint) RETURNING key, res_type)"
+    "r AS (INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated, "
+    "patient_key) VALUES (%(t)s::varchar, %(i)s::varchar, 1, false, %(lu)s::bigint, "
+    "%(pk)s::varchar) RETURNING key, res_type)"
 )
 _PG_CREATE_VERSION = (
     "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
@@ -249,7 +266,8 @@ _PG_CREATE_VERSION = (
 # that read the owner from ``s``), as one statement.
 _PG_SET_CURRENT = (
     "s AS (UPDATE resource SET version_id = %(version_id)s, deleted = %(deleted)s, "
-    "last_updated = %(last_updated)s WHERE key = %(resource_key)s RETURNING key, res_type)"
+    "last_updated = %(last_updated)s, patient_key = %(patient_key)s "
+    "WHERE key = %(resource_key)s RETURNING key, res_type)"
 )
 _PG_ADD_VERSION = (
     "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
@@ -261,8 +279,8 @@ _PG_DROPS = pg_drop_ctes("resource_key")
 _SQLITE_MAX_KEY = "SELECT max(key) FROM resource"
 _SQLITE_MAX_VERSION_KEY = "SELECT max(key) FROM resource_version"
 _SQLITE_INSERT_RESOURCE = (
-    "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated) "
-    "VALUES (?, ?, ?, 1, 0, ?)"
+    "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated, patient_key) "
+    "VALUES (?, ?, ?, 1, 0, ?, ?)"
 )
 _SQLITE_INSERT_VERSION = (
     "INSERT INTO resource_version (key, resource_key, res_type, res_id, version_id, "
@@ -379,70 +397,67 @@ class ResourceRepository:
         ``max(key) + 1`` is what SQLite would choose) and inserts them with one
         ``executemany`` per table.
         """
-        rows = []
+        rows: list[_NewRow] = []
+        indexed: list[list[IndexRow]] = []
         for res_type, res_id, body in items:
             now = now_micros()
-            rows.append((res_type, res_id, now, stamp(body, res_id, 1, now)))
+            found = extract(res_type, body)
+            pkey = patient_key(res_type, res_id, found)
+            rows.append((res_type, res_id, now, stamp(body, res_id, 1, now), pkey))
+            indexed.append(found)
         if not rows:
             return []
         if self.dialect == "postgresql" and len(rows) == 1:
-            res_type, res_id, now, data = rows[0]
-            body = items[0][2]
-            return [self._create_one_pg(res_type, res_id, now, data, body, method)]
+            return [self._create_one_pg(rows[0], indexed[0], method)]
         if self.dialect == "postgresql":
             keys = self._insert_new_pg(rows, method)
         elif len(rows) == 1:
-            res_type, res_id, now, data = rows[0]
-            values = _resource_values(res_type, res_id, now)
+            res_type, res_id, now, data, pkey = rows[0]
+            values = _resource_values(res_type, res_id, now, pkey)
             key = _first_int(self._exec("insert_resource", values))
             values = _version_values(key, res_type, res_id, now, method, data)
             keys = [(key, _first_int(self._exec("insert_version", values)))]
         else:
             keys = self._insert_new_sqlite(rows, method)
         out: list[StoredVersion] = []
-        for (res_type, res_id, now, data), (key, vkey), (_, _, body) in zip(
-            rows, keys, items, strict=True
+        for (res_type, res_id, now, data, _), (key, vkey), found in zip(
+            rows, keys, indexed, strict=True
         ):
-            queue_index_rows(self.conn, key, res_type, extract(res_type, body))
+            queue_index_rows(self.conn, key, res_type, found)
             out.append(StoredVersion(vkey, res_type, res_id, 1, now, method, False, data))
         return out
 
-    def _create_one_pg(
-        self, res_type: str, res_id: str, now: int, data: bytes, body: dict[str, Any], method: str
-    ) -> StoredVersion:
+    def _create_one_pg(self, new: _NewRow, found: list[IndexRow], method: str) -> StoredVersion:
         """PostgreSQL: resource, version and index rows in one prepared statement."""
-        names, params = pg_row_arrays(extract(res_type, body))
-        params.update({"t": res_type, "i": res_id, "lu": now, "m": method, "d": data})
+        res_type, res_id, now, data, pkey = new
+        names, params = pg_row_arrays(found)
+        params.update({"t": res_type, "i": res_id, "lu": now, "m": method, "d": data, "pk": pkey})
         row = fetch_one(self.conn, _pg_create_one(names), params, prepare=True)
         assert row is not None
         return StoredVersion(int(row[1]), res_type, res_id, 1, now, method, False, data)
 
-    def _insert_new_pg(
-        self, rows: list[tuple[str, str, int, bytes]], method: str
-    ) -> list[tuple[int, int]]:
-        types, ids, times, datas = (list(c) for c in zip(*rows, strict=True))
-        params = {"t": types, "i": ids, "lu": times, "d": datas, "m": method}
+    def _insert_new_pg(self, rows: list[_NewRow], method: str) -> list[tuple[int, int]]:
+        types, ids, times, datas, pkeys = (list(c) for c in zip(*rows, strict=True))
+        params = {"t": types, "i": ids, "lu": times, "d": datas, "pk": pkeys, "m": method}
         # Not prepared: joining the returned keys back plans best knowing how many rows come.
         found = {
             (t, i): (int(k), int(vk)) for k, vk, t, i in fetch(self.conn, _PG_INSERT_NEW, params)
         }
-        return [found[t, i] for t, i, _, _ in rows]
+        return [found[t, i] for t, i, _, _, _ in rows]
 
-    def _insert_new_sqlite(
-        self, rows: list[tuple[str, str, int, bytes]], method: str
-    ) -> list[tuple[int, int]]:
+    def _insert_new_sqlite(self, rows: list[_NewRow], method: str) -> list[tuple[int, int]]:
         first = int(self.conn.exec_driver_sql(_SQLITE_MAX_KEY).scalar() or 0) + 1
         vfirst = int(self.conn.exec_driver_sql(_SQLITE_MAX_VERSION_KEY).scalar() or 0) + 1
         keys = [(first + n, vfirst + n) for n in range(len(rows))]
         self.conn.exec_driver_sql(
             _SQLITE_INSERT_RESOURCE,
-            [(k, t, i, now) for (k, _), (t, i, now, _) in zip(keys, rows, strict=True)],
+            [(k, t, i, now, pk) for (k, _), (t, i, now, _, pk) in zip(keys, rows, strict=True)],
         )
         self.conn.exec_driver_sql(
             _SQLITE_INSERT_VERSION,
             [
                 (vk, k, t, i, now, method, data)
-                for (k, vk), (t, i, now, data) in zip(keys, rows, strict=True)
+                for (k, vk), (t, i, now, data, _) in zip(keys, rows, strict=True)
             ],
         )
         return keys
@@ -464,13 +479,21 @@ class ResourceRepository:
             raise StaleVersion(None if current == 0 else current)
         version_id = current + 1
         now = max(now_micros(), last + 1)
+        found = extract(res_type, body)
+        pkey = patient_key(res_type, res_id, found)
         if self.dialect == "postgresql":
-            stored = self._put_pg(key, res_type, res_id, version_id, now, method, body, current)
+            stored = self._put_pg(
+                key, res_type, res_id, version_id, now, method, body, current, found, pkey
+            )
             return stored, current == 0 or deleted
-        self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now})
+        self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now, "pk": pkey})
         if current:
             drop_index_rows(self.conn, key)
-        stored = self._add_version(key, res_type, res_id, version_id, now, method, body)
+        data = stamp(body, res_id, version_id, now)
+        values = _version_values(key, res_type, res_id, now, method, data, version_id)
+        vkey = _first_int(self._exec("insert_version", values))
+        queue_index_rows(self.conn, key, res_type, found)
+        stored = StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
         return stored, current == 0 or deleted
 
     def _put_pg(
@@ -483,11 +506,14 @@ class ResourceRepository:
         method: str,
         body: dict[str, Any],
         current: int,
+        found: list[IndexRow],
+        pkey: str | None,
     ) -> StoredVersion:
         """PostgreSQL: the new current version, old index rows replaced, in one round trip."""
         data = stamp(body, res_id, version_id, now)
-        names, params = pg_row_arrays(extract(res_type, body))
+        names, params = pg_row_arrays(found)
         params.update(_version_values(key, res_type, res_id, now, method, data, version_id))
+        params["patient_key"] = pkey
         if current:
             forget_queued(self.conn, key)
         sql = _pg_new_version(names, bool(current))
@@ -511,31 +537,19 @@ class ResourceRepository:
         version_id = current + 1
         now = max(now_micros(), last + 1)
         values = _version_values(key, res_type, res_id, now, "DELETE", None, version_id)
+        # A deletion has no references left to read: "several" keeps the decision on a deleted
+        # resource what it was before the key existed (the references, now none).
         if self.dialect == "postgresql":
             forget_queued(self.conn, key)
             sql = _pg_new_version((), replace=True)
-            vkey = _first_int(fetch_one(self.conn, sql, values, prepare=True))
+            params = {**values, "patient_key": SEVERAL}
+            vkey = _first_int(fetch_one(self.conn, sql, params, prepare=True))
         else:
-            self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now})
+            set_current = {"k": key, "v": version_id, "d": True, "lu": now, "pk": SEVERAL}
+            self._exec("set_current", set_current)
             drop_index_rows(self.conn, key)
             vkey = _first_int(self._exec("insert_version", values))
         return StoredVersion(vkey, res_type, res_id, version_id, now, "DELETE", True, None)
-
-    def _add_version(
-        self,
-        key: int,
-        res_type: str,
-        res_id: str,
-        version_id: int,
-        now: int,
-        method: str,
-        body: dict[str, Any],
-    ) -> StoredVersion:
-        data = stamp(body, res_id, version_id, now)
-        values = _version_values(key, res_type, res_id, now, method, data, version_id)
-        vkey = _first_int(self._exec("insert_version", values))
-        queue_index_rows(self.conn, key, res_type, extract(res_type, body))
-        return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
 
     def _lock(self, res_type: str, res_id: str) -> tuple[int, int, bool, int] | None:
         row = self._exec("lock", {"t": res_type, "i": res_id})

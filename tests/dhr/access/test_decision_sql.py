@@ -11,7 +11,8 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, bindparam, insert, select
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, bindparam, insert, or_, select
+from sqlalchemy.sql.elements import Grouping
 
 from dhr.access.decision_sql import Decision
 from dhr.store.db import unit_of_work
@@ -63,11 +64,22 @@ def test_statements_holding_one_decision_share_a_cache_key_and_others_do_not(
     assert first.key != elsewhere.key
 
 
-def test_a_decision_renders_as_its_condition(engine: Engine, table: Table) -> None:
+def test_a_decision_renders_as_its_condition_in_parentheses(engine: Engine, table: Table) -> None:
     condition = (table.c.v > 1) & (table.c.v < 4)
-    plain = str(select(table.c.v).where(condition).compile(engine))
+    plain = str(select(table.c.v).where(Grouping(condition)).compile(engine))
     wrapped = str(select(table.c.v).where(Decision(condition)).compile(engine))
     assert wrapped == plain
+
+
+def test_a_decision_that_is_an_or_keeps_its_meaning_inside_an_and(
+    engine: Engine, table: Table
+) -> None:
+    # v = 1 OR v = 5, and then v > 2: only 5. Unparenthesised, "v > 2 AND v = 1 OR v = 5" would
+    # still give 5, so the OR comes first: "v = 1 OR v = 5 AND v > 2" gave 1 as well.
+    decision = Decision(or_(table.c.v == 1, table.c.v == 5))
+    with unit_of_work(engine, write=False) as conn:
+        stmt = select(table.c.v).where(decision, table.c.v > 2).order_by(table.c.v)
+        assert [int(v) for v in conn.scalars(stmt)] == [5]
 
 
 def test_values_bound_when_the_statement_runs_are_read_each_time(

@@ -303,3 +303,29 @@ def test_a_chain_through_a_hidden_patient_finds_nothing(world: World) -> None:
         found = reader.get("Observation", params={"subject:Patient.family": "Truth"})
         assert found.status_code == 200, found.text
         assert found.json().get("entry", []) == []
+
+
+def test_an_observation_of_two_patients_is_seen_only_by_who_may_see_both(world: World) -> None:
+    """A resource in two Patients' records (https://hl7.org/fhir/R4/compartmentdefinition-patient.html)
+    is shown only when the decision permits it for each of them, however the second Patient is
+    named: relatively, or by an absolute URL of this server."""
+    mine = world.patient(NHS_NUMBERS[0], GP)
+    other = world.patient(NHS_NUMBERS[1], ELSEWHERE)
+    obs = world.observation(mine, HOSPITAL)
+    assert world.server.base.startswith("http")
+
+    def of_both(performer: str) -> str:
+        body = world.writers[HOSPITAL].get(f"Observation/{obs}").json()
+        body.pop("id")
+        body.pop("meta")
+        return world.write(HOSPITAL, {**body, "performer": [{"reference": performer}]})
+
+    with_mine_twice = of_both(f"Patient/{mine}")
+    relative = of_both(f"Patient/{other}")
+    absolute = of_both(f"{world.server.base}/Patient/{other}")
+    with world.reader(GP) as reader:
+        for hidden in (relative, absolute):
+            assert reader.get(f"Observation/{hidden}").status_code == 404
+        assert reader.get(f"Observation/{with_mine_twice}").status_code == 200
+        assert sorted(_search_ids(reader, {"patient": mine})) == sorted([obs, with_mine_twice])
+        assert sorted(_search_ids(reader, {})) == sorted([obs, with_mine_twice])

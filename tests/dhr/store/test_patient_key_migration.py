@@ -1,0 +1,107 @@
+"""Migration 0008 works out the patient key of resources stored before it, from their references.
+
+Run on a database of its own (a SQLite file, or a throwaway PostgreSQL database when
+``DHR_TEST_DATABASE_URL`` names a server), migrated to 0007, filled the way 0007's write path
+filled it, then upgraded.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from dhr.store import db
+from dhr.store.patient_key import SEVERAL
+from tests.conftest import ENV_URL
+
+BASE = "http://dhr.test/fhir"
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path) -> Iterator[Engine]:
+    base = os.environ.get(ENV_URL, "").strip()
+    if not base:
+        engine = db.make_engine(f"sqlite:///{tmp_path / 'migrate.sqlite'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"dhr_test_migrate_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = db.make_engine(make_url(base).set(database=name).render_as_string(False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(_libpq(base), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# (res_type, res_id, deleted, [(param, target_type, target_id, url)])
+BEFORE = [
+    ("Patient", "alone", False, []),
+    ("Patient", "source", False, [("link", "Patient", "master", None)]),
+    ("Patient", "self-linked", False, [("link", "Patient", "self-linked", None)]),
+    ("Observation", "of-one", False, [("subject", "Patient", "alone", None)]),
+    (
+        "Observation",
+        "of-two",
+        False,
+        [("subject", "Patient", "alone", None), ("performer", "Patient", "source", None)],
+    ),
+    ("Observation", "absolute", False, [("subject", "Patient", "alone", f"{BASE}/Patient/alone")]),
+    ("Observation", "of-a-group", False, [("subject", "Group", "g", None)]),
+    ("Observation", "by-a-doctor", False, [("performer", "Practitioner", "d", None)]),
+    ("Organization", "practice", False, []),
+    ("Observation", "deleted", True, []),
+]
+AFTER = {
+    "alone": "alone",
+    "source": SEVERAL,
+    "self-linked": "self-linked",
+    "of-one": "alone",
+    "of-two": SEVERAL,
+    "absolute": SEVERAL,
+    "of-a-group": None,
+    "by-a-doctor": None,
+    "practice": None,
+    "deleted": SEVERAL,
+}
+
+
+def test_the_upgrade_gives_every_stored_resource_its_patient_key(private_engine: Engine) -> None:
+    config = db.alembic_config(private_engine)
+    command.upgrade(config, "0007")
+    insert_resource = text(
+        "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated) "
+        "VALUES (:k, :t, :i, 1, :d, 0)"
+    )
+    insert_ref = text(
+        "INSERT INTO ix_reference (resource_key, res_type, param, target_type, target_id, url) "
+        "VALUES (:k, :t, :p, :tt, :ti, :u)"
+    )
+    with private_engine.begin() as conn:
+        for key, (res_type, res_id, deleted, refs) in enumerate(BEFORE, start=1):
+            conn.execute(insert_resource, {"k": key, "t": res_type, "i": res_id, "d": deleted})
+            for param, target_type, target_id, url in refs:
+                conn.execute(
+                    insert_ref,
+                    {"k": key, "t": res_type, "p": param, "tt": target_type, "ti": target_id}
+                    | {"u": url},
+                )
+    command.upgrade(config, "head")
+    with private_engine.connect() as conn:
+        found = dict(conn.execute(text("SELECT res_id, patient_key FROM resource")).all())
+    assert found == AFTER
