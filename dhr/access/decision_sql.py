@@ -25,8 +25,9 @@ from typing import Any
 from sqlalchemy import Boolean
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy.sql.visitors import replacement_traverse
 
 _SERIALS = itertools.count(1)
 
@@ -41,9 +42,15 @@ class Decision(ColumnElement[bool]):
     # terms from the query planner).
     _is_implicitly_boolean = True
 
-    def __init__(self, condition: ColumnElement[bool]) -> None:
+    def __init__(self, condition: ColumnElement[bool], row: FromClause | None = None) -> None:
         self.condition = condition
+        self.row = row
         self.serial = next(_SERIALS)
+
+    def on(self, res: FromClause) -> ColumnElement[bool]:
+        """The decision about the row ``res`` instead of ``row`` (another alias of its table)."""
+        assert self.row is not None
+        return _OnRow(self, res)
 
     def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
         return (Decision, self.serial)
@@ -53,8 +60,47 @@ class Decision(ColumnElement[bool]):
         return list(self.condition._from_objects)
 
 
+class _OnRow(ColumnElement[bool]):
+    """``decision`` with its row's columns read from ``res``: the search's own row, so the
+    database judges each candidate where it stands rather than joining it to itself. Rendered
+    once per statement shape (SQLAlchemy's cache); the key is the decision's and ``res``'s."""
+
+    __visit_name__ = "dhr_decision_on_row"
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+
+    def __init__(self, decision: Decision, res: FromClause) -> None:
+        self.decision = decision
+        self.res = res
+
+    def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
+        return (_OnRow, self.decision.serial, self.res._gen_cache_key(anon_map, bindparams))
+
+    @property
+    def _from_objects(self) -> list[FromClause]:
+        return [self.res]
+
+    def moved(self) -> ColumnElement[bool]:
+        """The decision's condition with ``row``'s columns replaced by ``res``'s."""
+        row, res = self.decision.row, self.res
+
+        def replace(element: Any, **kw: Any) -> Any:
+            if isinstance(element, ColumnClause) and element.table is row:
+                return res.c[element.key]
+            return None
+
+        opts: dict[str, Any] = {}
+        return replacement_traverse(self.decision.condition, opts, replace)
+
+
 @compiles(Decision)
 def _render(element: Decision, compiler: SQLCompiler, **kw: Any) -> str:
     # Always in parentheses: the statement sees one element and adds none, so an OR inside
     # would otherwise bind looser than the AND the decision sits in.
     return f"({compiler.process(element.condition, **kw)})"
+
+
+@compiles(_OnRow)
+def _render_on_row(element: _OnRow, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.moved(), **kw)})"

@@ -31,7 +31,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    exists,
     false,
     literal,
     or_,
@@ -142,7 +141,7 @@ class RequestPolicy:
     _facts: dict[str, PatientFacts] = field(default_factory=dict, repr=False)
     # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
     # policy across requests (building it costs more than running it)
-    _conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, repr=False)
+    _conds: dict[str | None, Decision] = field(default_factory=dict, repr=False)
     _one: dict[str, Frozen] = field(default_factory=dict, repr=False)
     _read: dict[str, Frozen] = field(default_factory=dict, repr=False)
     # the patient facts read for this request (care relationships, break-glass), which the
@@ -185,11 +184,10 @@ class RequestPolicy:
     def visible(self, res: FromClause, res_type: str | None) -> ColumnElement[bool]:
         """SQL: the decision permits the resource ``res`` (of ``res_type``; None: any type).
 
-        Written as ``EXISTS (SELECT FROM resource AS policy_row WHERE policy_row.key = res.key
-        AND <decision on policy_row>)``: the decision is built once per compiled policy and type
-        and reused by every statement (one primary-key probe per candidate row), as a
-        :class:`~dhr.access.decision_sql.Decision`, so that SQLAlchemy does not walk it again
-        for every statement's cache key."""
+        The decision is built once per compiled policy and type on :data:`POLICY_ROW` and
+        reused by every statement, as a :class:`~dhr.access.decision_sql.Decision` (SQLAlchemy
+        does not walk it again for every statement's cache key), put on ``res`` itself
+        (:meth:`~dhr.access.decision_sql.Decision.on`): no join of the row to itself."""
         if self.exempt or (res_type is not None and not self.applies_to(res_type)):
             return true()
         use_sets(self.facts_read)
@@ -197,10 +195,10 @@ class RequestPolicy:
         if found is None:
             row = POLICY_ROW
             found = Decision(
-                patient_data(row, res_type, self.base, self._per_patient(row, res_type))
+                patient_data(row, res_type, self.base, self._per_patient(row, res_type)), row
             )
             self._conds[res_type] = found
-        return exists().where(POLICY_ROW.c.key == res.c.key, found)
+        return found.on(res)
 
     def cond(self) -> Cond | None:
         """:meth:`visible` for a resource of any type, as a function of the alias (None:
@@ -360,7 +358,7 @@ class _Compiled:
     groups: tuple[tuple[tuple[str, ...], Formula], ...]
     sets: PatientSets
     sets_one: PatientSets
-    conds: dict[str | None, ColumnElement[bool]] = field(default_factory=dict, compare=False)
+    conds: dict[str | None, Decision] = field(default_factory=dict, compare=False)
     one: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read: dict[str, Frozen] = field(default_factory=dict, compare=False)
 

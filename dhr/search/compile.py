@@ -302,19 +302,32 @@ def page_query(
         .where(*where(res, res_type, criteria))
         .subquery()
     )
-    ver = VERSION.alias()
+    # The page is chosen first and only its rows are joined to their versions: the planner
+    # cannot tell how many rows a criterion keeps (the consent decision's selectivity above
+    # all), and guessing thousands it walked the whole version index to merge-join them.
+    page = select(*inner.c)
     ordered = [(inner.c[f"s{i}"], k.descending) for i, k in enumerate(sort)]
     ordered.append((inner.c.key, False))
-    stmt = (
-        select(inner.c.key, inner.c.res_type, inner.c.res_id, ver.c.data)
-        .add_columns(*(col for col, _ in ordered[:-1]))
-        .join(ver, and_(ver.c.resource_key == inner.c.key, ver.c.version_id == inner.c.version_id))
-    )
     if after is not None:
-        stmt = stmt.where(_after(ordered, after))
+        page = page.where(_after(ordered, after))
+    chosen = _ordered(page, ordered).limit(limit).subquery()
+    ver = VERSION.alias()
+    sorts = [(chosen.c[f"s{i}"], k.descending) for i, k in enumerate(sort)]
+    stmt = (
+        select(chosen.c.key, chosen.c.res_type, chosen.c.res_id, ver.c.data)
+        .add_columns(*(col for col, _ in sorts))
+        .join(
+            ver, and_(ver.c.resource_key == chosen.c.key, ver.c.version_id == chosen.c.version_id)
+        )
+    )
+    return _ordered(stmt, [*sorts, (chosen.c.key, False)])
+
+
+def _ordered(stmt: Select[Any], ordered: Sequence[tuple[ColumnElement[Any], bool]]) -> Select[Any]:
+    """``stmt`` ordered by the sort columns (NULLs last), then the key."""
     for col, desc in ordered[:-1]:
         stmt = stmt.order_by(col.is_(None), col.desc() if desc else col.asc())
-    return stmt.order_by(inner.c.key).limit(limit)
+    return stmt.order_by(ordered[-1][0])
 
 
 def count_query(res_type: str, criteria: Criteria) -> Select[Any]:

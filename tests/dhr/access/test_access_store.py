@@ -144,5 +144,7 @@ def test_sqlite_plans_a_patient_scoped_search_from_the_reference_index(
     stmt = page_query("Observation", terms, (), 21, None)  # type: ignore[arg-type]
     sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
     plan = [row[-1] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
-    assert not any("SCAN" in step for step in plan), plan
+    # No table is scanned; the chosen page (at most 21 rows, materialised) is read whole.
+    scans = [step for step in plan if "SCAN" in step and step != "SCAN anon_1"]
+    assert not scans, "\n".join(plan)
     assert any("ix_ix_reference_res_type_param_target_id_target_type" in step for step in plan)

@@ -92,3 +92,27 @@ def test_values_bound_when_the_statement_runs_are_read_each_time(
     assert visible(engine, table, decision) == [1, 2]
     limit[0] = 4
     assert visible(engine, table, decision) == [1, 2, 3, 4]
+
+
+def test_a_decision_judges_the_row_it_is_put_on_without_joining_it_again(
+    engine: Engine, table: Table
+) -> None:
+    # Built once on one alias (the policy's row), asked about the search's own row: the
+    # statement reads the table once, and each alias gets its own answer.
+    row = table.alias("policy_row")
+    decision = Decision(or_(row.c.v == 1, row.c.v >= 4), row)
+    here, there = table.alias(), table.alias()
+    stmt = select(here.c.v).where(decision.on(here)).order_by(here.c.v)
+    assert " policy_row" not in str(stmt.compile(engine))
+    nested = (
+        select(here.c.v)
+        .where(
+            decision.on(here),
+            select(there.c.v).where(there.c.v == here.c.v + 1, decision.on(there)).exists(),
+        )
+        .order_by(here.c.v)
+    )
+    with unit_of_work(engine, write=False) as conn:
+        for _ in range(2):  # the second round runs from the cache
+            assert [int(v) for v in conn.scalars(stmt)] == [1, 4, 5]
+            assert [int(v) for v in conn.scalars(nested)] == [4]
