@@ -53,6 +53,7 @@ from dhr.record.vocab import CONTROLLER_SYSTEM
 from dhr.search import compartment
 from dhr.search.registry import registry
 from dhr.search.sql.predicate import index_table
+from dhr.store.controller_codes import UNKNOWN, fits
 from dhr.store.patient_key import SEVERAL
 
 OWNER = "Patient"
@@ -206,6 +207,11 @@ def _tokens(res: FromClause, param: str, pairs: Sequence[tuple[str, str]]) -> Co
 
 
 def _controllers(res: FromClause, codes: frozenset[str], inside: bool) -> ColumnElement[bool]:
+    """A controller of ``res`` is in ``codes`` (``inside``), or outside them: read from the
+    row's ``controllers`` (:mod:`dhr.store.controller_codes`), or from its ``_tag`` index rows
+    when that is unknown."""
+    if inside and not codes:
+        return false()
     tok = _TAG
     conds = [
         tok.c.resource_key == res.c.key,
@@ -213,12 +219,26 @@ def _controllers(res: FromClause, codes: frozenset[str], inside: bool) -> Column
         is_text(tok.c.system, CONTROLLER_SYSTEM),
     ]
     if inside:
-        if not codes:
-            return false()
         conds.append(is_in(tok.c.code, codes))
     elif codes:
         conds.append(not_in(tok.c.code, codes))
-    return exists().where(*conds).correlate_except(tok)
+    probe = exists().where(*conds).correlate_except(tok)
+    ctl = res.c.controllers
+    storable = sorted(c for c in codes if fits(c))  # no other code can be among a row's
+    listed: ColumnElement[bool]
+    if inside:
+        # replace() compares as the index did, case-sensitively (SQLite's LIKE would not)
+        listed = or_(
+            false(), *(func.replace(ctl, sql_text(f" {c} "), sql_text("")) != ctl for c in storable)
+        )
+    elif codes:
+        rest: ColumnElement[str] = ctl
+        for c in storable:
+            rest = func.replace(rest, sql_text(f" {c} "), sql_text(" "))
+        listed = rest != sql_text(" ")
+    else:
+        listed = ctl.is_not(None)
+    return or_(and_(ctl == sql_text(UNKNOWN), probe), and_(ctl != sql_text(UNKNOWN), listed))
 
 
 def _date_in(res: FromClause, res_type: str | None, period: Period) -> ColumnElement[bool]:

@@ -51,6 +51,9 @@ class ResourceRow(Base):
     # The Patient whose record the current version belongs to (dhr/store/patient_key.py): NULL
     # none, "*" several or not yet worked out (the default, which the decision reads in full).
     patient_key: Mapped[str | None] = mapped_column(String(64), nullable=True, server_default="*")
+    # Its controllers' ODS codes, " A X24 " (dhr/store/controller_codes.py): NULL none, "*" not
+    # worked out (the default, which the decision reads from the _tag index rows).
+    controllers: Mapped[str | None] = mapped_column(String(255), nullable=True, server_default="*")
 
     __table_args__ = (UniqueConstraint("res_type", "res_id"),)
 

@@ -36,6 +36,7 @@ from dhr.fhir import jsonio
 from dhr.fhir.instant import format_instant, now_micros
 from dhr.search.extract import extract
 from dhr.search.rows import IndexRow
+from dhr.store.controller_codes import UNKNOWN, controller_codes
 from dhr.store.driver import fetch, fetch_one
 from dhr.store.index_writer import (
     drop_index_rows,
@@ -114,8 +115,8 @@ def version_from_driver_row(row: Sequence[Any]) -> StoredVersion:
     )
 
 
-# A new resource to insert: type, id, time, stored bytes, patient key.
-_NewRow = tuple[str, str, int, bytes, str | None]
+# A new resource to insert: type, id, time, stored bytes, patient key, controllers.
+_NewRow = tuple[str, str, int, bytes, str | None, str | None]
 
 
 def _first_int(row: Sequence[Any] | None) -> int:
@@ -148,7 +149,15 @@ _INSERT_RESOURCE = (
     .values(
         {
             c: bindparam(c)
-            for c in ("res_type", "res_id", "version_id", "deleted", "last_updated", "patient_key")
+            for c in (
+                "res_type",
+                "res_id",
+                "version_id",
+                "deleted",
+                "last_updated",
+                "patient_key",
+                "controllers",
+            )
         }
     )
     .returning(ResourceRow.key)
@@ -179,6 +188,7 @@ _SET_CURRENT = (
         deleted=bindparam("d"),
         last_updated=bindparam("lu"),
         patient_key=bindparam("pk"),
+        controllers=bindparam("ctl"),
     )
 )
 
@@ -195,7 +205,9 @@ def stamp(body: dict[str, Any], res_id: str, version_id: int, last_updated: int)
     return jsonio.dumps(out)
 
 
-def _resource_values(res_type: str, res_id: str, now: int, key: str | None) -> dict[str, Any]:
+def _resource_values(
+    res_type: str, res_id: str, now: int, key: str | None, controllers: str | None
+) -> dict[str, Any]:
     return {
         "res_type": res_type,
         "res_id": res_id,
@@ -203,6 +215,7 @@ def _resource_values(res_type: str, res_id: str, now: int, key: str | None) -> d
         "deleted": False,
         "last_updated": now,
         "patient_key": key,
+        "controllers": controllers,
     }
 
 
@@ -233,11 +246,14 @@ def _version_values(
 _PG_INSERT_NEW = """
 WITH input AS (
     SELECT * FROM unnest(
-        %(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[], %(pk)s::varchar[]
-    ) WITH ORDINALITY AS u(res_type, res_id, last_updated, data, patient_key, n)
+        %(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[], %(pk)s::varchar[],
+        %(ctl)s::varchar[]
+    ) WITH ORDINALITY AS u(res_type, res_id, last_updated, data, patient_key, controllers, n)
 ), r AS (
-    INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated, patient_key)
-    SELECT res_type, res_id, 1, false, last_updated, patient_key FROM input ORDER BY n
+    INSERT INTO resource
+        (res_type, res_id, version_id, deleted, last_updated, patient_key, controllers)
+    SELECT res_type, res_id, 1, false, last_updated, patient_key, controllers
+    FROM input ORDER BY n
     RETURNING key, res_type, res_id
 ), v AS (
     INSERT INTO resource_version
@@ -253,8 +269,8 @@ SELECT resource_key, key, res_type, res_id FROM v
 # read the new key from ``r``) in one statement, prepared per set of index tables.
 _PG_CREATE_ONE = (
     "r AS (INSERT INTO resource (res_type, res_id, version_id, deleted, last_updated, "
-    "patient_key) VALUES (%(t)s::varchar, %(i)s::varchar, 1, false, %(lu)s::bigint, "
-    "%(pk)s::varchar) RETURNING key, res_type)"
+    "patient_key, controllers) VALUES (%(t)s::varchar, %(i)s::varchar, 1, false, "
+    "%(lu)s::bigint, %(pk)s::varchar, %(ctl)s::varchar) RETURNING key, res_type)"
 )
 _PG_CREATE_VERSION = (
     "INSERT INTO resource_version (resource_key, res_type, res_id, version_id, last_updated, "
@@ -266,7 +282,8 @@ _PG_CREATE_VERSION = (
 # that read the owner from ``s``), as one statement.
 _PG_SET_CURRENT = (
     "s AS (UPDATE resource SET version_id = %(version_id)s, deleted = %(deleted)s, "
-    "last_updated = %(last_updated)s, patient_key = %(patient_key)s "
+    "last_updated = %(last_updated)s, patient_key = %(patient_key)s, "
+    "controllers = %(controllers)s "
     "WHERE key = %(resource_key)s RETURNING key, res_type)"
 )
 _PG_ADD_VERSION = (
@@ -279,8 +296,8 @@ _PG_DROPS = pg_drop_ctes("resource_key")
 _SQLITE_MAX_KEY = "SELECT max(key) FROM resource"
 _SQLITE_MAX_VERSION_KEY = "SELECT max(key) FROM resource_version"
 _SQLITE_INSERT_RESOURCE = (
-    "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated, patient_key) "
-    "VALUES (?, ?, ?, 1, 0, ?, ?)"
+    "INSERT INTO resource (key, res_type, res_id, version_id, deleted, last_updated, patient_key, "
+    "controllers) VALUES (?, ?, ?, 1, 0, ?, ?, ?)"
 )
 _SQLITE_INSERT_VERSION = (
     "INSERT INTO resource_version (key, resource_key, res_type, res_id, version_id, "
@@ -403,7 +420,8 @@ class ResourceRepository:
             now = now_micros()
             found = extract(res_type, body)
             pkey = patient_key(res_type, res_id, found)
-            rows.append((res_type, res_id, now, stamp(body, res_id, 1, now), pkey))
+            ctl = controller_codes(found)
+            rows.append((res_type, res_id, now, stamp(body, res_id, 1, now), pkey, ctl))
             indexed.append(found)
         if not rows:
             return []
@@ -412,15 +430,15 @@ class ResourceRepository:
         if self.dialect == "postgresql":
             keys = self._insert_new_pg(rows, method)
         elif len(rows) == 1:
-            res_type, res_id, now, data, pkey = rows[0]
-            values = _resource_values(res_type, res_id, now, pkey)
+            res_type, res_id, now, data, pkey, ctl = rows[0]
+            values = _resource_values(res_type, res_id, now, pkey, ctl)
             key = _first_int(self._exec("insert_resource", values))
             values = _version_values(key, res_type, res_id, now, method, data)
             keys = [(key, _first_int(self._exec("insert_version", values)))]
         else:
             keys = self._insert_new_sqlite(rows, method)
         out: list[StoredVersion] = []
-        for (res_type, res_id, now, data, _), (key, vkey), found in zip(
+        for (res_type, res_id, now, data, _, _), (key, vkey), found in zip(
             rows, keys, indexed, strict=True
         ):
             queue_index_rows(self.conn, key, res_type, found)
@@ -429,21 +447,23 @@ class ResourceRepository:
 
     def _create_one_pg(self, new: _NewRow, found: list[IndexRow], method: str) -> StoredVersion:
         """PostgreSQL: resource, version and index rows in one prepared statement."""
-        res_type, res_id, now, data, pkey = new
+        res_type, res_id, now, data, pkey, ctl = new
         names, params = pg_row_arrays(found)
-        params.update({"t": res_type, "i": res_id, "lu": now, "m": method, "d": data, "pk": pkey})
+        params.update({"t": res_type, "i": res_id, "lu": now, "m": method, "d": data})
+        params.update({"pk": pkey, "ctl": ctl})
         row = fetch_one(self.conn, _pg_create_one(names), params, prepare=True)
         assert row is not None
         return StoredVersion(int(row[1]), res_type, res_id, 1, now, method, False, data)
 
     def _insert_new_pg(self, rows: list[_NewRow], method: str) -> list[tuple[int, int]]:
-        types, ids, times, datas, pkeys = (list(c) for c in zip(*rows, strict=True))
-        params = {"t": types, "i": ids, "lu": times, "d": datas, "pk": pkeys, "m": method}
+        types, ids, times, datas, pkeys, ctls = (list(c) for c in zip(*rows, strict=True))
+        params: dict[str, Any] = {"t": types, "i": ids, "lu": times, "d": datas, "m": method}
+        params |= {"pk": pkeys, "ctl": ctls}
         # Not prepared: joining the returned keys back plans best knowing how many rows come.
         found = {
             (t, i): (int(k), int(vk)) for k, vk, t, i in fetch(self.conn, _PG_INSERT_NEW, params)
         }
-        return [found[t, i] for t, i, _, _, _ in rows]
+        return [found[t, i] for t, i, _, _, _, _ in rows]
 
     def _insert_new_sqlite(self, rows: list[_NewRow], method: str) -> list[tuple[int, int]]:
         first = int(self.conn.exec_driver_sql(_SQLITE_MAX_KEY).scalar() or 0) + 1
@@ -451,13 +471,16 @@ class ResourceRepository:
         keys = [(first + n, vfirst + n) for n in range(len(rows))]
         self.conn.exec_driver_sql(
             _SQLITE_INSERT_RESOURCE,
-            [(k, t, i, now, pk) for (k, _), (t, i, now, _, pk) in zip(keys, rows, strict=True)],
+            [
+                (k, t, i, now, pk, ctl)
+                for (k, _), (t, i, now, _, pk, ctl) in zip(keys, rows, strict=True)
+            ],
         )
         self.conn.exec_driver_sql(
             _SQLITE_INSERT_VERSION,
             [
                 (vk, k, t, i, now, method, data)
-                for (k, vk), (t, i, now, data, _) in zip(keys, rows, strict=True)
+                for (k, vk), (t, i, now, data, _, _) in zip(keys, rows, strict=True)
             ],
         )
         return keys
@@ -480,13 +503,14 @@ class ResourceRepository:
         version_id = current + 1
         now = max(now_micros(), last + 1)
         found = extract(res_type, body)
-        pkey = patient_key(res_type, res_id, found)
+        facts = (patient_key(res_type, res_id, found), controller_codes(found))
         if self.dialect == "postgresql":
             stored = self._put_pg(
-                key, res_type, res_id, version_id, now, method, body, current, found, pkey
+                key, res_type, res_id, version_id, now, method, body, current, found, facts
             )
             return stored, current == 0 or deleted
-        self._exec("set_current", {"k": key, "v": version_id, "d": False, "lu": now, "pk": pkey})
+        current_values = {"k": key, "v": version_id, "d": False, "lu": now}
+        self._exec("set_current", current_values | {"pk": facts[0], "ctl": facts[1]})
         if current:
             drop_index_rows(self.conn, key)
         data = stamp(body, res_id, version_id, now)
@@ -507,13 +531,13 @@ class ResourceRepository:
         body: dict[str, Any],
         current: int,
         found: list[IndexRow],
-        pkey: str | None,
+        facts: tuple[str | None, str | None],
     ) -> StoredVersion:
         """PostgreSQL: the new current version, old index rows replaced, in one round trip."""
         data = stamp(body, res_id, version_id, now)
         names, params = pg_row_arrays(found)
         params.update(_version_values(key, res_type, res_id, now, method, data, version_id))
-        params["patient_key"] = pkey
+        params["patient_key"], params["controllers"] = facts
         if current:
             forget_queued(self.conn, key)
         sql = _pg_new_version(names, bool(current))
@@ -542,11 +566,11 @@ class ResourceRepository:
         if self.dialect == "postgresql":
             forget_queued(self.conn, key)
             sql = _pg_new_version((), replace=True)
-            params = {**values, "patient_key": SEVERAL}
+            params = {**values, "patient_key": SEVERAL, "controllers": UNKNOWN}
             vkey = _first_int(fetch_one(self.conn, sql, params, prepare=True))
         else:
-            set_current = {"k": key, "v": version_id, "d": True, "lu": now, "pk": SEVERAL}
-            self._exec("set_current", set_current)
+            gone = {"pk": SEVERAL, "ctl": UNKNOWN}
+            self._exec("set_current", {"k": key, "v": version_id, "d": True, "lu": now} | gone)
             drop_index_rows(self.conn, key)
             vkey = _first_int(self._exec("insert_version", values))
         return StoredVersion(vkey, res_type, res_id, version_id, now, "DELETE", True, None)

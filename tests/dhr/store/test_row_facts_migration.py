@@ -1,4 +1,5 @@
-"""Migration 0008 works out the patient key of resources stored before it, from their references.
+"""Migrations 0008 and 0009 work out the patient key and the controllers of resources stored
+before them, from their index rows.
 
 Run on a database of its own (a SQLite file, or a throwaway PostgreSQL database when
 ``DHR_TEST_DATABASE_URL`` names a server), migrated to 0007, filled the way 0007's write path
@@ -18,7 +19,9 @@ from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from dhr.record.vocab import CONTROLLER_SYSTEM
 from dhr.store import db
+from dhr.store.controller_codes import UNKNOWN
 from dhr.store.patient_key import SEVERAL
 from tests.conftest import ENV_URL
 
@@ -80,8 +83,24 @@ AFTER = {
     "deleted": SEVERAL,
 }
 
+# resource key (1-based position in BEFORE) -> its _tag index rows
+TAGS = {
+    1: [(CONTROLLER_SYSTEM, "X24"), (CONTROLLER_SYSTEM, "A81001")],
+    4: [(CONTROLLER_SYSTEM, "R0BEN"), ("http://example.org/other-tags", "R0BEN")],
+    9: [(CONTROLLER_SYSTEM, "not an ODS code")],
+    10: [(CONTROLLER_SYSTEM, "X24")],
+}
+CONTROLLERS = {
+    "alone": " A81001 X24 ",
+    "of-one": " R0BEN ",
+    "practice": UNKNOWN,
+    "deleted": UNKNOWN,
+}
 
-def test_the_upgrade_gives_every_stored_resource_its_patient_key(private_engine: Engine) -> None:
+
+def test_the_upgrade_gives_every_stored_resource_its_patient_key_and_controllers(
+    private_engine: Engine,
+) -> None:
     config = db.alembic_config(private_engine)
     command.upgrade(config, "0007")
     insert_resource = text(
@@ -101,7 +120,20 @@ def test_the_upgrade_gives_every_stored_resource_its_patient_key(private_engine:
                     {"k": key, "t": res_type, "p": param, "tt": target_type, "ti": target_id}
                     | {"u": url},
                 )
+    insert_tag = text(
+        "INSERT INTO ix_token (resource_key, res_type, param, system, code) "
+        "VALUES (:k, :t, '_tag', :s, :c)"
+    )
+    with private_engine.begin() as conn:
+        for key, (res_type, _, _, _) in enumerate(BEFORE, start=1):
+            for system, code in TAGS.get(key, ()):
+                conn.execute(insert_tag, {"k": key, "t": res_type, "s": system, "c": code})
     command.upgrade(config, "head")
     with private_engine.connect() as conn:
-        found = dict(conn.execute(text("SELECT res_id, patient_key FROM resource")).all())
-    assert found == AFTER
+        found = {
+            str(i): (k, c)
+            for i, k, c in conn.execute(
+                text("SELECT res_id, patient_key, controllers FROM resource")
+            )
+        }
+    assert found == {res_id: (key, CONTROLLERS.get(res_id)) for res_id, key in AFTER.items()}
