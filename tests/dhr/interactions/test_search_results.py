@@ -7,6 +7,7 @@ https://hl7.org/fhir/R4/http.html#search; a page costs a bounded number of state
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -171,7 +172,10 @@ def test_one_search_page_costs_a_bounded_number_of_statements(
     statements: list[str] = []
 
     def count(*args: Any) -> None:
-        statements.append(str(args[2]))
+        # The request's statements only: the audit chainer's thread runs on the same engine
+        # whenever audit rows arrive (seen in CI: 3 of its statements inside the window).
+        if not threading.current_thread().name.startswith("dhr-"):
+            statements.append(str(args[2]))
 
     def cost(url: str) -> int:
         statements.clear()
@@ -184,8 +188,8 @@ def test_one_search_page_costs_a_bounded_number_of_statements(
 
     small = cost("Patient?_count=2&_sort=family&name=fam")
     large = cost("Patient?_count=20&_sort=family&name=fam")
-    assert small == large
-    assert small <= 4, statements
+    assert small == large, statements
+    assert 1 <= small <= 4, statements
 
 
 def test_conditional_interactions_accept_any_search_parameter(client: httpx.Client) -> None:
