@@ -18,6 +18,7 @@ reference a Patient, and, for a Patient, itself and the Patients its ``link`` na
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from dhr.search import compartment
 from dhr.search.rows import IndexRow, ReferenceRow
@@ -27,6 +28,7 @@ OWNER = "Patient"
 SEVERAL = "*"
 
 
+@cache
 def membership_params(res_type: str) -> frozenset[str]:
     """The reference parameters of ``res_type`` that put it in a Patient's record."""
     params = compartment.compartment(OWNER).params(res_type)
@@ -35,10 +37,10 @@ def membership_params(res_type: str) -> frozenset[str]:
 
 def patient_key(res_type: str, res_id: str, rows: Iterable[IndexRow]) -> str | None:
     """The patient key of ``res_type/res_id`` whose index rows are ``rows``."""
-    params = membership_params(res_type)
-    found: set[str] = {res_id} if res_type == OWNER else set()
+    params = membership_params(res_type)  # never empty for a Patient (its ``link``)
     if not params:
-        return res_id if res_type == OWNER else None
+        return None
+    found: set[str] = {res_id} if res_type == OWNER else set()
     for row in rows:
         if (
             type(row) is ReferenceRow
