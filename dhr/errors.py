@@ -113,6 +113,11 @@ def unsupported_media_type(message: str) -> FhirError:
     return FhirError(415, "not-supported", message, "unsupported-media-type")
 
 
+def nul_character(what: str) -> FhirError:
+    """400: ``what`` holds U+0000, which FHIR strings should not and PostgreSQL text cannot."""
+    return bad_request(f"{what} may not contain the NUL character (U+0000)", "nul-character")
+
+
 def too_large(limit: int) -> FhirError:
     return FhirError(
         413,

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from dhr.access.purpose import with_purpose
-from dhr.api.http import negotiate
+from dhr.api.http import check_parameters, negotiate
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.api.route import Route
 from dhr.audit import view as audit_view
@@ -44,7 +44,7 @@ from dhr.audit.sink import AuditSink, AuditUnavailable, sink_for
 from dhr.config import Settings
 from dhr.context import RequestContext
 from dhr.enforce import EnforcingRepository, Principal
-from dhr.errors import FhirError, bad_request, not_supported
+from dhr.errors import FhirError, bad_request, not_supported, nul_character
 from dhr.fhir.ids import check_id
 from dhr.fhir.types import check_type
 from dhr.interactions import create, delete, history, patch, read, search, update, vread
@@ -93,7 +93,9 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def resolve(req: FhirRequest) -> Route:
-    """Map method and path to an interaction; unknown types, bad ids and methods are 4xx."""
+    """Map method and path to an interaction; unknown types, bad ids and methods are 4xx, and
+    so is a NUL in the query (every route, batch and transaction entry comes through here)."""
+    check_parameters(req.query)
     seg = req.segments
     m = "GET" if req.method == "HEAD" else req.method
     n = len(seg)
@@ -293,9 +295,7 @@ def database_error(exc: DBAPIError) -> FhirError:
             "too-complex",
         )
     if isinstance(exc, DataError) and "NUL" in str(exc.orig):
-        return FhirError(
-            400, "invalid", "Text may not contain the NUL character (U+0000)", "nul-character"
-        )
+        return nul_character("Text")
     if isinstance(exc, OperationalError):
         return FhirError(
             503,

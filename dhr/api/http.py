@@ -2,16 +2,19 @@
 
 https://hl7.org/fhir/R4/http.html#mime-type, #ops (Prefer), #concurrency (ETag/If-Match),
 #cread (If-None-Match / If-Modified-Since). JSON is the only format served; XML is refused.
+A parameter whose name or value holds U+0000 is a 400: FHIR strings hold no control characters
+but tab, CR and LF (https://hl7.org/fhir/R4/datatypes.html#string) and PostgreSQL text cannot.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dhr.api.message import FhirRequest
 from dhr.digits import natural
-from dhr.errors import bad_request, not_acceptable, unsupported_media_type
+from dhr.errors import bad_request, not_acceptable, nul_character, unsupported_media_type
 
 FHIR_JSON = "application/fhir+json"
 CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
@@ -50,6 +53,15 @@ def negotiate(req: FhirRequest) -> None:
     if any(k.endswith("html") or k == "text/*" for k in kinds):
         return  # a browser: JSON is fine to show
     raise not_acceptable(f"Accept {accept[:80]!r} lists no JSON type; this server speaks FHIR JSON")
+
+
+def check_parameters(pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse, with 400, a parameter (URL query, form body or condition) holding a NUL, before
+    any SQL and the same on every engine (SQLite would search for it, PostgreSQL would refuse
+    the statement, and an unknown parameter would be ignored with its NUL)."""
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise nul_character(f"Parameter {name[:60]!r}")
 
 
 def check_body_type(req: FhirRequest, *, patch: bool = False) -> None:

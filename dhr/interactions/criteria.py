@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from dhr.api.http import check_parameters
 from dhr.context import RequestContext
 from dhr.errors import bad_request, precondition_failed
 from dhr.search.params import CONTROL, parse_search
@@ -27,6 +28,7 @@ class Criteria:
 
 
 def parse_criteria(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Criteria:
+    check_parameters(pairs)  # If-None-Exist and ifNoneExist come from no URL
     kept: list[tuple[str, str]] = []
     for name, value in pairs:
         if name in _IGNORED:

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from dhr.api.http import prefer_strict, representation
+from dhr.api.http import check_parameters, prefer_strict, representation
 from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
 from dhr.errors import Issue, bad_request, operation_outcome, unsupported_media_type
@@ -50,7 +50,9 @@ def search_pairs(req: FhirRequest) -> list[tuple[str, str]]:
         text = req.body.decode("utf-8")
     except UnicodeDecodeError:
         raise bad_request("The form body is not valid UTF-8", "invalid-utf8") from None
-    return pairs + parse_qsl(text, keep_blank_values=True)
+    form = parse_qsl(text, keep_blank_values=True)
+    check_parameters(form)  # the URL's were checked when the request was routed
+    return pairs + form
 
 
 def search_type(

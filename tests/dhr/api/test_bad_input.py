@@ -197,8 +197,61 @@ def test_the_nul_character_is_never_a_server_error(client: httpx.Client) -> None
     assert written.status_code in (201, 400), written.text
     if written.status_code == 400:
         assert_outcome(written, 400)
-    found = client.get("Patient?name=a%00b")
-    assert found.status_code in (200, 400), found.text
+
+
+NUL_CODE = "nul-character"
+
+
+def assert_nul_refused(response: httpx.Response) -> None:
+    """400 with the outcome naming the NUL, the same on SQLite and PostgreSQL."""
+    outcome = assert_outcome(response, 400, code="invalid")
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == NUL_CODE
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "Patient?_type=Patient%00",
+        "Patient?name=a%00b",
+        "Patient?name%00=a",
+        "Patient?name:exact=a%00",
+        "Patient?identifier=a%00|b",
+        "Patient?_tag=a%00",
+        "Patient?general-practitioner.name=a%00",
+        "Patient?_has:Observation:subject:code=a%00",
+        "Patient?_elements=id%00",
+        "Patient/p1/Observation?code=a%00",
+        "AuditEvent?agent=a%00",
+    ],
+)
+def test_a_nul_in_a_search_parameter_is_400(client: httpx.Client, url: str) -> None:
+    """https://hl7.org/fhir/R4/datatypes.html#string: no FHIR string holds U+0000, so no search
+    value can match one; it is refused before any SQL (PostgreSQL text cannot hold it at all)
+    rather than ignored, matched or sent to the database."""
+    client.post("Patient", json=patient(name=[{"family": "ab"}]))
+    assert_nul_refused(client.get(url))
+
+
+def test_a_nul_in_a_form_body_or_a_condition_is_400_and_writes_nothing(
+    client: httpx.Client,
+) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert_nul_refused(client.post("Patient/_search", content=b"name=a%00b", headers=form))
+    assert_nul_refused(client.post("AuditEvent/_search", content=b"agent=a%00", headers=form))
+    conditional = {"If-None-Exist": "name=a%00b"}
+    assert_nul_refused(client.post("Patient", json=patient(), headers=conditional))
+    assert_nul_refused(client.put("Patient?name=a%00b", json=patient()))
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient?name=a\u0000b"}},
+            {"request": {"method": "GET", "url": "Patient?name=ab"}},
+        ],
+    }
+    statuses = [e["response"]["status"][:3] for e in client.post("", json=batch).json()["entry"]]
+    assert statuses == ["400", "200"]
+    assert client.get("Patient?_total=accurate&_count=0").json()["total"] == 0
 
 
 @pytest.mark.parametrize("method", ["PROPFIND", "TRACE", "CONNECT", "BREW"])
