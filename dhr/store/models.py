@@ -55,7 +55,8 @@ class ResourceRow(Base):
     # worked out (the default, which the decision reads from the _tag index rows).
     controllers: Mapped[str | None] = mapped_column(String(255), nullable=True, server_default="*")
 
-    __table_args__ = (UniqueConstraint("res_type", "res_id"),)
+    # (res_type, key): a type's rows in a page's order (migration 0010)
+    __table_args__ = (UniqueConstraint("res_type", "res_id"), Index(None, "res_type", "key"))
 
 
 class VersionRow(Base):

@@ -148,3 +148,19 @@ def test_sqlite_plans_a_patient_scoped_search_from_the_reference_index(
     scans = [step for step in plan if "SCAN" in step and step != "SCAN anon_1"]
     assert not scans, "\n".join(plan)
     assert any("ix_ix_reference_res_type_param_target_id_target_type" in step for step in plan)
+
+
+def test_sqlite_reads_a_type_page_in_key_order_from_the_type_index(
+    conn: Connection, engine_name: str
+) -> None:
+    """A page of one type with no criteria (``Condition?_count=20``) walks that type's rows in
+    key order and stops when the page is full: no walk of every type's rows by the primary key,
+    no sort of all the type's rows."""
+    if engine_name != "sqlite":
+        pytest.skip("SQLite query plan")
+    stmt = page_query("Condition", (), (), 21, None)
+    sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+    plan = [(row[0], row[1], row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
+    page = next(node for node, _, step in plan if step == "MATERIALIZE anon_1")
+    choosing = [step for _, parent, step in plan if parent == page]
+    assert choosing == ["SEARCH resource_1 USING INDEX ix_resource_res_type_key (res_type=?)"], plan
