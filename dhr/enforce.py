@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from dhr.access.matcher import matches
-from dhr.access.policy import RequestPolicy, request_policy
+from dhr.access.policy import RequestPolicy, last_policy, policy_for_state, request_policy
 from dhr.access.read_scope import ReadScope, Terms, read_scope
 from dhr.access.scope_check import may
 from dhr.audit.recorder import AuditRecorder
@@ -113,18 +113,24 @@ class EnforcingRepository:
     def policy(self) -> RequestPolicy:
         """The consent decision for this principal's request, compiled (built on first use)."""
         if self._policy is None:
-            self._policy = request_policy(
-                self._store.conn,
-                self.principal,
-                self.base,
-                self.national,
-                now_micros(),
-                self.consent_enabled,
-                self.consent_implicit,
+            self._adopt(
+                request_policy(
+                    self._store.conn,
+                    self.principal,
+                    self.base,
+                    self.national,
+                    now_micros(),
+                    self.consent_enabled,
+                    self.consent_implicit,
+                )
             )
-            if not self._policy.exempt and self.audit.enabled:
-                self.audit.glass_patients = self._policy.glass_patients()
+            assert self._policy is not None
         return self._policy
+
+    def _adopt(self, policy: RequestPolicy) -> None:
+        self._policy = policy
+        if not policy.exempt and self.audit.enabled:
+            self.audit.glass_patients = policy.glass_patients()
 
     @property
     def conn(self) -> Any:
@@ -341,7 +347,10 @@ class EnforcingRepository:
         or what the consent decision permits."""
         terms = self._terms(res_type, "r")
         permitted: bool | None = None
-        if self.policy.applies_to(res_type):  # the version and its decision in one statement
+        now = now_micros()
+        if self._policy is None and (guess := self._last_policy(res_type, now)) is not None:
+            stored, permitted = self._read_confirming(guess, res_type, res_id, now)
+        elif self.policy.applies_to(res_type):  # the version and its decision in one statement
             stored, permitted = self.policy.read_permitted(self._store.conn, res_type, res_id)
         else:
             stored = self._store.read_current(res_type, res_id)
@@ -351,6 +360,41 @@ class EnforcingRepository:
             self._hidden(stored, "r")
             return None
         return self._seen(stored) if self._consented(stored, stored, permitted) else None
+
+    def _last_policy(self, res_type: str, now: int) -> RequestPolicy | None:
+        """The policy this requester had last (:func:`last_policy`), if it applies to
+        ``res_type``: a read may use it, confirmed by the state its own statement reads."""
+        guess = last_policy(
+            self._store.conn,
+            self.principal,
+            self.base,
+            self.national,
+            now,
+            self.consent_enabled,
+            self.consent_implicit,
+        )
+        return guess if guess is not None and guess.applies_to(res_type) else None
+
+    def _read_confirming(
+        self, guess: RequestPolicy, res_type: str, res_id: str, now: int
+    ) -> tuple[StoredVersion | None, bool]:
+        """The current version and its decision in ONE statement that also reads the request
+        state (ADR 0010): if the state is the one ``guess`` was built for, ``guess`` is this
+        request's policy; if not, the policy for the state read is built and the read runs
+        again under it. An id never used leaves the policy to be built when needed."""
+        conn = self._store.conn
+        stored, permitted, state = guess.read_confirming(conn, res_type, res_id, now)
+        if state is None:
+            return None, True
+        if state == guess.state:
+            self._adopt(guess)
+            return stored, permitted
+        assert guess.requester is not None
+        implicit = self.consent_implicit
+        self._adopt(
+            policy_for_state(conn, guess.requester, self.base, self.national, now, implicit, state)
+        )
+        return self.policy.read_permitted(conn, res_type, res_id)
 
     def read_version(self, res_type: str, res_id: str, version_id: int) -> StoredVersion | None:
         """One version (``r``); None when unknown or outside what the token may read."""

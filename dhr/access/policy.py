@@ -144,9 +144,12 @@ class RequestPolicy:
     _conds: dict[str | None, Decision] = field(default_factory=dict, repr=False)
     _one: dict[str, Frozen] = field(default_factory=dict, repr=False)
     _read: dict[str, Frozen] = field(default_factory=dict, repr=False)
+    _read_confirming: dict[str, Frozen] = field(default_factory=dict, repr=False)
     # the patient facts read for this request (care relationships, break-glass), which the
     # statements take as parameters (policy_sql.id_set)
     facts_read: RequestSets = field(default_factory=lambda: RequestSets(frozenset(), frozenset()))
+    # the request state the policy was built for (None: exempt)
+    state: policy_store.RequestState | None = None
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -251,12 +254,39 @@ class RequestPolicy:
         the decision permits it while it lives, in ONE statement: a read under consent costs
         the request state and this, one round trip less than reading, then deciding
         (:meth:`permits_one`). Kept like :meth:`permits_one`, per compiled policy and type."""
-        frozen = self._read.get(res_type)
+        rows = self._read_statement(conn, res_type, False).rows(conn, prepare=True, rid=res_id)
+        if not rows:
+            return None, True
+        return version_from_driver_row(rows[0]), bool(rows[0][len(VERSION_COLUMNS)])
+
+    def read_confirming(
+        self, conn: Connection, res_type: str, res_id: str, now: int
+    ) -> tuple[StoredVersion | None, bool, policy_store.RequestState | None]:
+        """:meth:`read_permitted` by a policy not yet confirmed (:func:`last_policy`), with
+        the request state read by the same statement (None when the id was never used): the
+        answer stands if that state is :attr:`state`, so a read under consent is one round
+        trip while nothing it depends on changes."""
+        assert self.requester is not None
+        frozen = self._read_statement(conn, res_type, True)
+        subject = self.requester.subject
+        rows = frozen.rows(conn, prepare=True, rid=res_id, subject=subject, now=now)
+        if not rows:
+            return None, True, None
+        width = len(VERSION_COLUMNS)
+        state = policy_store.state_of(rows[0][width + 1 :])
+        return version_from_driver_row(rows[0]), bool(rows[0][width]), state
+
+    def _read_statement(self, conn: Connection, res_type: str, with_state: bool) -> Frozen:
+        """The statement of :meth:`read_permitted` (``with_state``: of :meth:`read_confirming`),
+        frozen once per compiled policy and type."""
+        kept = self._read_confirming if with_state else self._read
+        frozen = kept.get(res_type)
         row, cond = self._decision_on_one(conn, res_type)
         if frozen is None:
             version = VersionRow.__table__
+            state = policy_store.state_columns() if with_state else []
             stmt = (
-                select(*VERSION_COLUMNS, case((cond(), 1), else_=0))
+                select(*VERSION_COLUMNS, case((cond(), 1), else_=0), *state)
                 .select_from(
                     row.join(
                         version,
@@ -268,11 +298,9 @@ class RequestPolicy:
                 )
                 .where(row.c.res_type == res_type, row.c.res_id == bindparam("rid", ""))
             )
-            frozen = self._read[res_type] = freeze(stmt, conn.dialect, ("rid",))
-        rows = frozen.rows(conn, prepare=True, rid=res_id)
-        if not rows:
-            return None, True
-        return version_from_driver_row(rows[0]), bool(rows[0][len(VERSION_COLUMNS)])
+            slots = ("rid", "subject", "now") if with_state else ("rid",)
+            frozen = kept[res_type] = freeze(stmt, conn.dialect, slots)
+        return frozen
 
     def glass_patients(self) -> set[str]:
         """The patients this requester has a break-glass declaration in force for (read with
@@ -361,17 +389,27 @@ class _Compiled:
     conds: dict[str | None, Decision] = field(default_factory=dict, compare=False)
     one: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read: dict[str, Frozen] = field(default_factory=dict, compare=False)
+    read_confirming: dict[str, Frozen] = field(default_factory=dict, compare=False)
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
 _MAX_COMPILED = 1024
+# The last policy built for a requester in a context (database, base, national controller,
+# implicit policy, day): its compiled part, the facts it read and the state they were read at.
+_LAST: dict[tuple[Any, ...], tuple[_Compiled, RequestSets, policy_store.RequestState]] = {}
 
 
 def forget_compiled_policies() -> None:
     """Drop every kept compiled policy and parsed Consent (tests that empty the tables, where
     version keys start again; a restored database needs a restart for the same reason)."""
     _COMPILED.clear()
+    _LAST.clear()
     policy_store.forget_consents()
+
+
+def _subject_to_consent(principal: Principal, enabled: bool) -> bool:
+    exempt = is_record_service(principal) or not EXEMPT_ROLES.isdisjoint(principal.roles)
+    return enabled and not principal.open and not exempt
 
 
 def request_policy(
@@ -391,11 +429,48 @@ def request_policy(
     the requester's claims in force, and the care relationships read from the data are kept per
     relationship generation (``policy_store.related_ids``).
     """
-    exempt = is_record_service(principal) or not EXEMPT_ROLES.isdisjoint(principal.roles)
-    if not enabled or principal.open or exempt:
+    if not _subject_to_consent(principal, enabled):
         return RequestPolicy(True, base)
     requester = requester_of(principal)
     state = policy_store.request_state(conn, requester.subject, now)
+    return policy_for_state(conn, requester, base, national, now, implicit, state)
+
+
+def last_policy(
+    conn: Connection,
+    principal: Principal,
+    base: str,
+    national: str,
+    now: int,
+    enabled: bool = True,
+    implicit: str = "care-relationship",
+) -> RequestPolicy | None:
+    """The policy :func:`request_policy` last built for this requester in this context, not
+    yet confirmed: it may be used only by a statement that also reads the request state
+    (:meth:`RequestPolicy.read_confirming`), and only if that state is the one it was built
+    for; otherwise :func:`policy_for_state` builds the right one from the state read. None:
+    there is none, or consent does not apply (:func:`request_policy` says how)."""
+    if not _subject_to_consent(principal, enabled):
+        return None
+    requester = requester_of(principal)
+    found = _LAST.get((str(conn.engine.url), requester, base, national, implicit, _today(now)))
+    if found is None:
+        return None
+    compiled, facts, state = found
+    return _request_policy(base, conn, compiled, facts, state)
+
+
+def policy_for_state(
+    conn: Connection,
+    requester: Requester,
+    base: str,
+    national: str,
+    now: int,
+    implicit: str,
+    state: policy_store.RequestState,
+) -> RequestPolicy:
+    """The compiled decision for ``requester`` given the request ``state`` read at ``now``."""
+    url = str(conn.engine.url)
     consent_gen, arrangement_gen = state.consent_generation, state.arrangement_version
     today = _today(now)
     related = state.claimed
@@ -403,22 +478,27 @@ def request_policy(
         related |= policy_store.related_ids(
             conn, requester.organisation, base, state.relationship_generation
         )
-    key = (
-        str(conn.engine.url),
-        requester,
-        base,
-        national,
-        implicit,
-        today,
-        consent_gen,
-        arrangement_gen,
-    )
+    key = (url, requester, base, national, implicit, today, consent_gen, arrangement_gen)
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = _compile(conn, requester, base, national, implicit, today, consent_gen)
         if len(_COMPILED) >= _MAX_COMPILED:
             _COMPILED.clear()
         _COMPILED[key] = compiled
+    facts = RequestSets(related, state.glass_broken)
+    if len(_LAST) >= _MAX_COMPILED:
+        _LAST.clear()
+    _LAST[(url, requester, base, national, implicit, today)] = (compiled, facts, state)
+    return _request_policy(base, conn, compiled, facts, state)
+
+
+def _request_policy(
+    base: str,
+    conn: Connection,
+    compiled: _Compiled,
+    facts: RequestSets,
+    state: policy_store.RequestState,
+) -> RequestPolicy:
     return RequestPolicy(
         False,
         base,
@@ -431,7 +511,9 @@ def request_policy(
         _conds=compiled.conds,
         _one=compiled.one,
         _read=compiled.read,
-        facts_read=RequestSets(related, state.glass_broken),
+        _read_confirming=compiled.read_confirming,
+        facts_read=facts,
+        state=state,
     )
 
 

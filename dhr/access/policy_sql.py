@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    cast,
     exists,
     false,
     func,
@@ -88,6 +89,23 @@ class RequestSets:
 
     related: frozenset[str]  # care relationships of the requester (data and claims)
     glass_broken: frozenset[str]  # the requester's break-glass declarations in force
+    # each set as one statement parameter, made once (the same sets serve every request of a
+    # requester while its request state stays the same: dhr.access.policy.last_policy)
+    _encoded: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def encoded(self, name: str, pick: Callable[[RequestSets], frozenset[str]], pg: bool) -> str:
+        """The set ``pick(self)`` (kept as ``name``) as a PostgreSQL array literal (``pg``) or
+        a JSON array (SQLite's ``json_each``)."""
+        found = self._encoded.get(name)
+        if found is None:
+            ids = sorted(pick(self))
+            if pg:  # every element quoted: '{"a","b"}' (backslash and quote escaped)
+                quoted = (i.replace("\\", "\\\\").replace('"', '\\"') for i in ids)
+                found = "{" + ",".join(f'"{q}"' for q in quoted) + "}"
+            else:
+                found = orjson.dumps(ids).decode()
+            self._encoded[name] = found
+        return found
 
 
 _REQUEST_SETS: ContextVar[RequestSets | None] = ContextVar("dhr_policy_sets", default=None)
@@ -110,11 +128,11 @@ def id_set(dialect: str, name: str, pick: Callable[[RequestSets], frozenset[str]
     the statement runs: a statement built (and cached) once serves every request, each with
     its own set, and the database plans a list, not the subqueries that found it."""
     if dialect == "postgresql":
-        array = bindparam(name, type_=ARRAY(String()), callable_=lambda: sorted(pick(_current())))
-        return select(func.unnest(array).label("id"))
-    text = bindparam(
-        name, type_=String(), callable_=lambda: orjson.dumps(sorted(pick(_current()))).decode()
-    )
+        literal = bindparam(
+            name, type_=String(), callable_=lambda: _current().encoded(name, pick, True)
+        )
+        return select(func.unnest(cast(literal, ARRAY(String()))).label("id"))
+    text = bindparam(name, type_=String(), callable_=lambda: _current().encoded(name, pick, False))
     each = func.json_each(text).table_valued("value")
     return select(each.c.value.label("id"))
 

@@ -36,9 +36,7 @@ from sqlalchemy import (
     BigInteger,
     CompoundSelect,
     Connection,
-    Integer,
     Select,
-    String,
     Table,
     and_,
     bindparam,
@@ -244,28 +242,29 @@ def _newest(res_type: str) -> Any:
     return select(func.max(VERSION.c.key)).where(VERSION.c.res_type == res_type).scalar_subquery()
 
 
-_NO_INT = literal(None, Integer())
-# A row of tag 0: the generations; a row of tag 1 per claim of the subject in force.
-_STATE = select(
-    literal(0, Integer()),
-    _newest("Consent"),
-    select(func.max(ARRANGEMENT.c.version)).scalar_subquery(),
-    *(_newest(t) for t in RELATIONSHIP_TYPES),
-    literal(None, String()),
-    literal(None, String()),
-).union_all(
-    select(
-        literal(1, Integer()),
-        _NO_INT,
-        _NO_INT,
-        *(_NO_INT for _ in RELATIONSHIP_TYPES),
-        CLAIM.c.kind,
-        CLAIM.c.patient_id,
-    ).where(
-        CLAIM.c.subject == bindparam("subject", ""),
-        CLAIM.c.expires > bindparam("now", 0, BigInteger()),
+def state_columns() -> list[Any]:
+    """The columns of :class:`RequestState` (:func:`state_of` reads them back), for a statement
+    of their own or beside another's (a read's: ``RequestPolicy.read_confirming``): the newest
+    Consent version, the arrangement's version, the newest version of each relationship type,
+    and the subject's claims in force as ``"kind patient,kind patient"``. Bind ``subject`` and
+    ``now`` (microseconds)."""
+    claims = (
+        select(func.aggregate_strings(CLAIM.c.kind + literal(" ") + CLAIM.c.patient_id, ","))
+        .where(
+            CLAIM.c.subject == bindparam("subject", ""),
+            CLAIM.c.expires > bindparam("now", 0, BigInteger()),
+        )
+        .scalar_subquery()
     )
-)
+    return [
+        _newest("Consent"),
+        select(func.max(ARRANGEMENT.c.version)).scalar_subquery(),
+        *(_newest(t) for t in RELATIONSHIP_TYPES),
+        claims,
+    ]
+
+
+STATE_WIDTH = 3 + len(RELATIONSHIP_TYPES)  # the columns of state_columns()
 _FROZEN_STATE: dict[str, Frozen] = {}
 
 
@@ -282,22 +281,26 @@ class RequestState:
     claimed: frozenset[str]  # patients ``subject`` claimed a relationship with, in force
 
 
+def state_of(values: Sequence[Any]) -> RequestState:
+    """The :class:`RequestState` in ``values``, the columns of :func:`state_columns`."""
+    claims = [c.split(" ", 1) for c in str(values[-1] or "").split(",") if " " in c]
+    return RequestState(
+        int(values[0] or 0),
+        int(values[1] or 0),
+        max(int(g or 0) for g in values[2 : 2 + len(RELATIONSHIP_TYPES)]),
+        frozenset(p for kind, p in claims if kind == BREAK_GLASS),
+        frozenset(p for kind, p in claims if kind == RELATIONSHIP),
+    )
+
+
 def request_state(conn: Connection, subject: str, now: int) -> RequestState:
     """:class:`RequestState` for ``subject`` at ``now`` (microseconds)."""
     name = conn.dialect.name
     frozen = _FROZEN_STATE.get(name)
     if frozen is None:
-        frozen = _FROZEN_STATE[name] = freeze(_STATE, conn.dialect, ("subject", "now"))
-    rows = frozen.rows(conn, prepare=True, subject=subject, now=now)
-    head = next(r for r in rows if r[0] == 0)
-    claims = [(str(r[-2]), str(r[-1])) for r in rows if r[0] == 1]
-    return RequestState(
-        int(head[1] or 0),
-        int(head[2] or 0),
-        max(int(g or 0) for g in head[3 : 3 + len(RELATIONSHIP_TYPES)]),
-        frozenset(p for kind, p in claims if kind == BREAK_GLASS),
-        frozenset(p for kind, p in claims if kind == RELATIONSHIP),
-    )
+        stmt = select(*state_columns())
+        frozen = _FROZEN_STATE[name] = freeze(stmt, conn.dialect, ("subject", "now"))
+    return state_of(frozen.rows(conn, prepare=True, subject=subject, now=now)[0])
 
 
 # -- care relationships read from the data, kept per relationship generation -------------------

@@ -1,8 +1,9 @@
 """The consent condition writes its constants into the SQL; any text must stay data.
 
 :mod:`dhr.access.policy_sql` renders a compiled policy's constants (codes from Consents,
-patient ids, organisation codes) as SQL literals, not parameters. Values with quotes, percent
-signs, backslashes or SQL of their own must match exactly themselves on both engines.
+patient ids, organisation codes) as SQL literals, not parameters, and sends a request's patient
+sets as one encoded parameter each. Values with quotes, percent signs, backslashes, braces,
+commas or SQL of their own must match exactly themselves on both engines.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
 
-from dhr.access.policy_sql import is_in, not_in
+from dhr.access.policy_sql import RequestSets, id_set, is_in, not_in, use_sets
 from dhr.store.db import unit_of_work
 
 AWKWARD = ["o'hara", "100%", "a_b", "back\\slash", "x'); DROP TABLE t; --", "plain", "%"]
+IN_SETS = [*AWKWARD, 'say "hi"', "{a,b}", "NULL", " spaced "]
 _names = itertools.count()
 
 
@@ -50,3 +52,13 @@ def test_no_values_match_nothing_and_a_nul_matches_nothing(engine: Engine, table
         assert conn.execute(select(table.c.v).where(is_in(table.c.v, ["a\x00b"]))).all() == []
         everything = conn.execute(select(table.c.v).where(not_in(table.c.v, []))).all()
         assert len(everything) == len(AWKWARD) + 1
+
+
+def test_a_request_set_is_exactly_its_members(engine: Engine) -> None:
+    members = frozenset(IN_SETS)
+    use_sets(RequestSets(members, frozenset()))
+    related = id_set(engine.dialect.name, "probe_related", lambda sets: sets.related)
+    glass = id_set(engine.dialect.name, "probe_glass", lambda sets: sets.glass_broken)
+    with unit_of_work(engine, write=False) as conn:
+        assert set(conn.execute(related).scalars()) == members
+        assert conn.execute(glass).all() == []

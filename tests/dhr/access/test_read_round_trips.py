@@ -1,6 +1,7 @@
-"""A read under the consent policy costs two round trips on PostgreSQL: the request state
-(Consent and arrangement generations, relationships, claims) and the resource read together
-with its decision (docs/adr/0010; ``RequestPolicy.read_permitted``)."""
+"""A read under the consent policy costs one round trip on PostgreSQL: the resource, its decision
+by the policy the same requester had last, and the request state (Consent and arrangement
+generations, relationships, claims) that confirms that policy, in one statement (docs/adr/0010;
+``RequestPolicy.read_confirming``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.dhr.store.test_unit_of_work import round_trips
 JSON = {"content-type": "application/fhir+json"}
 
 
-def test_a_read_under_consent_is_the_request_state_and_one_statement(
+def test_a_read_under_consent_is_one_statement(
     policy_server: LiveServer, engine: Engine, engine_name: str
 ) -> None:
     if engine_name != "postgresql":
@@ -52,4 +53,4 @@ def test_a_read_under_consent_is_the_request_state_and_one_statement(
         resp = handle(services, read, practice)
     assert resp.status == 200
     assert orjson.loads(resp.body or b"{}")["id"] == observation.split("/")[1]
-    assert trips == [2]
+    assert trips == [1]
