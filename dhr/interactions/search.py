@@ -73,13 +73,15 @@ def search_type(
     after = decode_cursor(sreq.sort, sreq.page) if sreq.page else None
     rows: list[Any] = []
     more = False
-    if count > 0 and rep.summary != "count":
+    searched = count > 0 and rep.summary != "count"
+    if searched:
         rows = ctx.repo.search(res_type, sreq.criteria, sreq.sort, count + 1, after)
         more = len(rows) > count
         rows = rows[:count]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if sreq.total != "none":
-        complete = after is None and rows and not more
+        # a first page that holds every match (none included) is its own total
+        complete = searched and after is None and not more
         bundle["total"] = len(rows) if complete else ctx.repo.count(res_type, sreq.criteria)
     bundle["link"] = _links(ctx, path, sreq, rows if more else [])
     entries = [_entry(ctx, row, rep.summary, rep.elements) for row in rows]

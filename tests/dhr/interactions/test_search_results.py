@@ -190,6 +190,10 @@ def test_one_search_page_costs_a_bounded_number_of_statements(
     large = cost("Patient?_count=20&_sort=family&name=fam")
     assert small == large, statements
     assert 1 <= small <= 4, statements
+    # a first page with every match is its own total (no count), an empty one too
+    assert cost("Patient?_count=30&name=fam") == small - 1, statements
+    assert cost("Patient?_count=2&name=nobody") == small - 1, statements
+    assert client.get("Patient?_count=2&name=nobody").json()["total"] == 0
 
 
 def test_conditional_interactions_accept_any_search_parameter(client: httpx.Client) -> None:
