@@ -141,7 +141,7 @@ class RequestPolicy:
     _facts: dict[str, PatientFacts] = field(default_factory=dict, repr=False)
     # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
     # policy across requests (building it costs more than running it)
-    _conds: dict[str | None, Decision] = field(default_factory=dict, repr=False)
+    _conds: dict[tuple[str | None, bool], Decision] = field(default_factory=dict, repr=False)
     _one: dict[str, Frozen] = field(default_factory=dict, repr=False)
     _read: dict[str, Frozen] = field(default_factory=dict, repr=False)
     _read_confirming: dict[str, Frozen] = field(default_factory=dict, repr=False)
@@ -150,6 +150,8 @@ class RequestPolicy:
     facts_read: RequestSets = field(default_factory=lambda: RequestSets(frozenset(), frozenset()))
     # the request state the policy was built for (None: exempt)
     state: policy_store.RequestState | None = None
+    # whether each type searched has live rows of several patients (read once per request)
+    _several: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -194,14 +196,25 @@ class RequestPolicy:
         if self.exempt or (res_type is not None and not self.applies_to(res_type)):
             return true()
         use_sets(self.facts_read)
-        found = self._conds.get(res_type)
+        several = res_type is None or self._has_several(res_type)
+        found = self._conds.get((res_type, several))
         if found is None:
             row = POLICY_ROW
-            found = Decision(
-                patient_data(row, res_type, self.base, self._per_patient(row, res_type)), row
-            )
-            self._conds[res_type] = found
+            per_patient = self._per_patient(row, res_type)
+            found = Decision(patient_data(row, res_type, self.base, per_patient, several), row)
+            self._conds[(res_type, several)] = found
         return found.on(res)
+
+    def _has_several(self, res_type: str) -> bool:
+        """Whether live ``res_type`` rows of several patients exist, asked once per request:
+        if none, a search's decision leaves out their branch (ADR 0010 item 13). A row of
+        several patients written after the probe is refused by that statement, never shown
+        unjudged."""
+        found = self._several.get(res_type)
+        if found is None:
+            assert self._conn is not None
+            found = self._several[res_type] = policy_store.has_several(self._conn, res_type)
+        return found
 
     def cond(self) -> Cond | None:
         """:meth:`visible` for a resource of any type, as a function of the alias (None:
@@ -386,7 +399,7 @@ class _Compiled:
     groups: tuple[tuple[tuple[str, ...], Formula], ...]
     sets: PatientSets
     sets_one: PatientSets
-    conds: dict[str | None, Decision] = field(default_factory=dict, compare=False)
+    conds: dict[tuple[str | None, bool], Decision] = field(default_factory=dict, compare=False)
     one: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read_confirming: dict[str, Frozen] = field(default_factory=dict, compare=False)

@@ -346,10 +346,17 @@ def _local(ref: FromClause, base: str) -> ColumnElement[bool]:
 
 
 def patient_data(
-    res: FromClause, res_type: str | None, base: str, per_patient: PerPatient
+    res: FromClause,
+    res_type: str | None,
+    base: str,
+    per_patient: PerPatient,
+    several: bool = True,
 ) -> ColumnElement[bool]:
     """``per_patient(pid)`` holds for every patient whose record ``res`` belongs to (a resource
-    of no patient passes). ``res_type`` None: ``res`` may be of any type."""
+    of no patient passes). ``res_type`` None: ``res`` may be of any type. ``several`` False:
+    rows whose key is ``*`` (several patients, or not worked out) are not judged but refused,
+    for a statement that knows there are none (:meth:`RequestPolicy.visible`): their branch is
+    most of what PostgreSQL spends planning the decision."""
     comp = compartment.compartment(OWNER)
     ref = _REF
     if res_type is not None:
@@ -389,8 +396,5 @@ def patient_data(
     # The row's patient key (dhr/store/patient_key.py) answers without reading its references
     # unless it says "several" (or was never worked out).
     key = res.c.patient_key
-    return or_(
-        key.is_(None),
-        and_(key != sql_text(SEVERAL), per_patient(key)),
-        and_(key == sql_text(SEVERAL), in_full),
-    )
+    one = or_(key.is_(None), and_(key != sql_text(SEVERAL), per_patient(key)))
+    return or_(one, and_(key == sql_text(SEVERAL), in_full)) if several else one

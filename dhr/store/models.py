@@ -20,7 +20,12 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The live resource rows whose patient key is "*" (several patients, or not worked out:
+# dhr/store/patient_key.py), as a partial index's predicate and the probe that uses it.
+SEVERAL_LIVE = "patient_key = '*' AND NOT deleted"
 
 # A 64-bit key that still auto-increments on SQLite (only INTEGER PRIMARY KEY does there).
 Key = BigInteger().with_variant(Integer(), "sqlite")
@@ -55,8 +60,18 @@ class ResourceRow(Base):
     # worked out (the default, which the decision reads from the _tag index rows).
     controllers: Mapped[str | None] = mapped_column(String(255), nullable=True, server_default="*")
 
-    # (res_type, key): a type's rows in a page's order (migration 0010)
-    __table_args__ = (UniqueConstraint("res_type", "res_id"), Index(None, "res_type", "key"))
+    # (res_type, key): a type's rows in a page's order (migration 0010); the live rows of
+    # several patients, by type (migration 0011: whether a search must judge any)
+    __table_args__ = (
+        UniqueConstraint("res_type", "res_id"),
+        Index(None, "res_type", "key"),
+        Index(
+            "ix_resource_several_patients",
+            "res_type",
+            postgresql_where=sql_text(SEVERAL_LIVE),
+            sqlite_where=sql_text(SEVERAL_LIVE),
+        ),
+    )
 
 
 class VersionRow(Base):

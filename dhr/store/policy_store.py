@@ -54,8 +54,9 @@ from dhr.record.vocab import NHS_NUMBER_SYSTEM, ODS_CODE_SYSTEM
 from dhr.search.sql.predicate import index_table
 from dhr.store.arrangement_store import ARRANGEMENT
 from dhr.store.conflict import insert_if_absent
+from dhr.store.driver import fetch
 from dhr.store.frozen import Frozen, freeze
-from dhr.store.models import ResourceRow, VersionRow
+from dhr.store.models import SEVERAL_LIVE, ResourceRow, VersionRow
 from dhr.store.policy_models import AccessClaimRow, DataOptOutRow
 
 RESOURCE = ResourceRow.__table__
@@ -301,6 +302,21 @@ def request_state(conn: Connection, subject: str, now: int) -> RequestState:
         stmt = select(*state_columns())
         frozen = _FROZEN_STATE[name] = freeze(stmt, conn.dialect, ("subject", "now"))
     return state_of(frozen.rows(conn, prepare=True, subject=subject, now=now)[0])
+
+
+# -- rows of several patients --------------------------------------------------------------
+
+# constants only: the type is a bound parameter
+_SEVERAL_SQL = f"SELECT 1 FROM resource WHERE res_type = {{}} AND {SEVERAL_LIVE} LIMIT 1"  # noqa: S608
+
+
+def has_several(conn: Connection, res_type: str) -> bool:
+    """Whether any live ``res_type`` row has the patient key ``*`` (several patients, or not
+    worked out): one probe of the partial index ``ix_resource_several_patients``, whose
+    predicate the statement repeats word for word (SQLite uses a partial index only then)."""
+    pg = conn.dialect.name == "postgresql"
+    sql = _SEVERAL_SQL.format("$1" if pg else "?")
+    return bool(fetch(conn, sql, (res_type,), prepare=True, native=pg))
 
 
 # -- care relationships read from the data, kept per relationship generation -------------------

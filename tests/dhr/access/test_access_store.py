@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 from dhr.search.compile import matching_keys, page_query
 from dhr.search.params import parse_search
 from dhr.search.rows import IndexRow, ReferenceRow, TokenRow
-from dhr.store import access_store
+from dhr.store import access_store, policy_store
 from dhr.store.access_store import Allowance, AnyOf, PatientRecord
 from dhr.store.index_writer import write_index_rows
 from dhr.store.models import ResourceRow, VersionRow
@@ -164,3 +164,21 @@ def test_sqlite_reads_a_type_page_in_key_order_from_the_type_index(
     page = next(node for node, _, step in plan if step == "MATERIALIZE anon_1")
     choosing = [step for _, parent, step in plan if parent == page]
     assert choosing == ["SEARCH resource_1 USING INDEX ix_resource_res_type_key (res_type=?)"], plan
+
+
+def test_sqlite_asks_for_rows_of_several_patients_from_the_partial_index(
+    conn: Connection, engine_name: str
+) -> None:
+    """Whether a type has live rows of several patients is one probe of a partial index (its
+    predicate repeated word for word, or SQLite would scan the type's rows)."""
+    if engine_name != "sqlite":
+        pytest.skip("SQLite query plan")
+    sql = policy_store._SEVERAL_SQL.format("'Observation'")
+    plan = [row[-1] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
+    assert plan == ["SEARCH resource USING INDEX ix_resource_several_patients (res_type=?)"]
+    assert policy_store.has_several(conn, "Observation") is False
+    key = obs(conn, "two", "Patient/a", "laboratory")
+    conn.execute(text("UPDATE resource SET patient_key = '*' WHERE key = :k"), {"k": key})
+    assert policy_store.has_several(conn, "Observation") is True
+    conn.execute(text("UPDATE resource SET deleted = true WHERE key = :k"), {"k": key})
+    assert policy_store.has_several(conn, "Observation") is False

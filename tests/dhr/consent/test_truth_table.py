@@ -329,3 +329,23 @@ def test_an_observation_of_two_patients_is_seen_only_by_who_may_see_both(world: 
         assert reader.get(f"Observation/{with_mine_twice}").status_code == 200
         assert sorted(_search_ids(reader, {"patient": mine})) == sorted([obs, with_mine_twice])
         assert sorted(_search_ids(reader, {})) == sorted([obs, with_mine_twice])
+
+
+def test_a_row_of_two_patients_both_in_the_readers_care_is_found_by_the_next_search(
+    world: World,
+) -> None:
+    """A search of a type with no row of several patients leaves their branch of the decision
+    out (ADR 0010 item 13); the first such row written is judged by the next search, not
+    refused."""
+    first, second = world.patient(NHS_NUMBERS[0], GP), world.patient(NHS_NUMBERS[1], GP)
+    obs = world.observation(first, HOSPITAL)
+    with world.reader(GP) as reader:
+        assert _search_ids(reader, {}) == [obs]
+        body = world.writers[HOSPITAL].get(f"Observation/{obs}").json()
+        body.pop("id")
+        body.pop("meta")
+        both = world.write(HOSPITAL, {**body, "performer": [{"reference": f"Patient/{second}"}]})
+        assert sorted(_search_ids(reader, {})) == sorted([obs, both])
+        assert _search_ids(reader, {"performer": f"Patient/{second}"}) == [both]
+        counted = reader.get("Observation", params={"_summary": "count"}).json()
+        assert counted["total"] == 2
