@@ -552,6 +552,7 @@ class EnforcingRepository:
     def _may_write(self, res_type: str) -> None:
         """A patient acting for themselves writes only their own Consents (issue 6); what else
         a principal may write is its scopes' and, for a source, its origin's business."""
+        self.policy.writing(res_type)
         requester = self.policy.requester
         if requester is not None and requester.patient is not None and res_type != "Consent":
             raise forbidden(

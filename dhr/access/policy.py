@@ -139,8 +139,9 @@ class RequestPolicy:
     _conn: Connection | None = field(default=None, repr=False)
     sets_one: PatientSets | None = None
     _facts: dict[str, PatientFacts] = field(default_factory=dict, repr=False)
-    # res_type (None: any) -> the condition on :data:`POLICY_ROW`, kept with the compiled
-    # policy across requests (building it costs more than running it)
+    # (res_type (None: any), whether rows of several patients are judged) -> the condition on
+    # :data:`POLICY_ROW`, kept with the compiled policy across requests (building it costs more
+    # than running it)
     _conds: dict[tuple[str | None, bool], Decision] = field(default_factory=dict, repr=False)
     _one: dict[str, Frozen] = field(default_factory=dict, repr=False)
     _read: dict[str, Frozen] = field(default_factory=dict, repr=False)
@@ -215,6 +216,11 @@ class RequestPolicy:
             assert self._conn is not None
             found = self._several[res_type] = policy_store.has_several(self._conn, res_type)
         return found
+
+    def writing(self, res_type: str) -> None:
+        """This request is about to write ``res_type``: its next search of that type asks
+        :meth:`_has_several` again (a row of several patients it writes must be found)."""
+        self._several.pop(res_type, None)
 
     def cond(self) -> Cond | None:
         """:meth:`visible` for a resource of any type, as a function of the alias (None:

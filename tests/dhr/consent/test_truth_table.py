@@ -349,3 +349,45 @@ def test_a_row_of_two_patients_both_in_the_readers_care_is_found_by_the_next_sea
         assert _search_ids(reader, {"performer": f"Patient/{second}"}) == [both]
         counted = reader.get("Observation", params={"_summary": "count"}).json()
         assert counted["total"] == 2
+
+
+def test_a_transaction_finds_the_row_of_two_patients_it_wrote_itself(world: World) -> None:
+    """Within one request, a search after the request wrote the type asks again whether rows of
+    several patients exist: a conditional create finds the row of two patients an earlier entry
+    of the same transaction created (https://hl7.org/fhir/R4/http.html#trules), after an
+    earlier conditional create had searched the type when it had none."""
+    first, second = world.patient(NHS_NUMBERS[0], GP), world.patient(NHS_NUMBERS[1], GP)
+    system = "urn:example:obs"
+
+    def entry(value: str, performer: str | None) -> dict[str, object]:
+        body: dict[str, object] = {
+            "resourceType": "Observation",
+            "identifier": [{"system": system, "value": value}],
+            "status": "final",
+            "code": {"text": "pulse"},
+            "subject": {"reference": f"Patient/{first}"},
+        }
+        if performer is not None:
+            body["performer"] = [{"reference": performer}]
+        return {
+            "resource": body,
+            "request": {
+                "method": "POST",
+                "url": "Observation",
+                "ifNoneExist": f"identifier={system}|{value}",
+            },
+        }
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry("one", None),
+            entry("both", f"Patient/{second}"),
+            entry("both", f"Patient/{second}"),
+        ],
+    }
+    got = world.writers[HOSPITAL].post("", json=bundle)
+    # found: two entries conditionally creating one resource is this server's 409 (not a copy)
+    assert got.status_code == 409, got.text
+    assert "created earlier in this same transaction" in got.text
