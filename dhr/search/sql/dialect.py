@@ -61,7 +61,10 @@ def any_of(
 
 
 def unindexed(col: ColumnElement[str]) -> ColumnElement[str]:
-    """``col`` that SQLite will not use an index for (``+col``)."""
+    """``col`` that the database will not use an index for: SQLite ``+col``, PostgreSQL
+    ``(col || '')``. A search driven by another criterion's keys then reads them through the
+    primary key in key order and stops when its page is full, instead of through
+    ``(res_type, key)`` with a sort of every candidate (ADR 0005)."""
     return _Unindexed(col)
 
 
@@ -90,6 +93,11 @@ def _unindexed_default(element: _Unindexed, compiler: SQLCompiler, **kw: Any) ->
 @compiles(_Unindexed, "sqlite")
 def _unindexed_sqlite(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + compiler.process(element.clauses, **kw)
+
+
+@compiles(_Unindexed, "postgresql")
+def _unindexed_postgresql(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "(" + compiler.process(element.clauses, **kw) + " || '')"
 
 
 @compiles(_Prefix)
