@@ -113,19 +113,21 @@ class EnforcingRepository:
     def policy(self) -> RequestPolicy:
         """The consent decision for this principal's request, compiled (built on first use)."""
         if self._policy is None:
-            self._adopt(
-                request_policy(
-                    self._store.conn,
-                    self.principal,
-                    self.base,
-                    self.national,
-                    now_micros(),
-                    self.consent_enabled,
-                    self.consent_implicit,
-                )
-            )
+            self._adopt(request_policy(*self._policy_inputs(now_micros())))
             assert self._policy is not None
         return self._policy
+
+    def _policy_inputs(self, now: int) -> tuple[Any, Principal, str, str, int, bool, str]:
+        """What :func:`request_policy` and :func:`last_policy` take, for this request."""
+        return (
+            self._store.conn,
+            self.principal,
+            self.base,
+            self.national,
+            now,
+            self.consent_enabled,
+            self.consent_implicit,
+        )
 
     def _adopt(self, policy: RequestPolicy) -> None:
         self._policy = policy
@@ -364,15 +366,7 @@ class EnforcingRepository:
     def _last_policy(self, res_type: str, now: int) -> RequestPolicy | None:
         """The policy this requester had last (:func:`last_policy`), if it applies to
         ``res_type``: a read may use it, confirmed by the state its own statement reads."""
-        guess = last_policy(
-            self._store.conn,
-            self.principal,
-            self.base,
-            self.national,
-            now,
-            self.consent_enabled,
-            self.consent_implicit,
-        )
+        guess = last_policy(*self._policy_inputs(now))
         return guess if guess is not None and guess.applies_to(res_type) else None
 
     def _read_confirming(

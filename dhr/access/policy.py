@@ -472,11 +472,18 @@ def last_policy(
     if not _subject_to_consent(principal, enabled):
         return None
     requester = requester_of(principal)
-    found = _LAST.get((str(conn.engine.url), requester, base, national, implicit, _today(now)))
+    found = _LAST.get(_context(conn, requester, base, national, implicit, now))
     if found is None:
         return None
     compiled, facts, state = found
     return _request_policy(base, conn, compiled, facts, state)
+
+
+def _context(
+    conn: Connection, requester: Requester, base: str, national: str, implicit: str, now: int
+) -> tuple[Any, ...]:
+    """The key of :data:`_LAST`: a requester's policy, less what the request state says."""
+    return (str(conn.engine.url), requester, base, national, implicit, _today(now))
 
 
 def policy_for_state(
@@ -507,7 +514,7 @@ def policy_for_state(
     facts = RequestSets(related, state.glass_broken)
     if len(_LAST) >= _MAX_COMPILED:
         _LAST.clear()
-    _LAST[(url, requester, base, national, implicit, today)] = (compiled, facts, state)
+    _LAST[_context(conn, requester, base, national, implicit, now)] = (compiled, facts, state)
     return _request_policy(base, conn, compiled, facts, state)
 
 
