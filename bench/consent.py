@@ -1,9 +1,10 @@
 """What consent enforcement costs: search latency with the consent policy on ÷ off, same run.
 
 Usage: ``.venv/bin/python bench/consent.py [--engine sqlite|postgresql] [--patients N]
-[--queries K] [--repeat R] [--audit on|off] [--direct-care] [--profile]``. Each run uses a
-throwaway database (a temporary SQLite file; ``CREATE DATABASE dhr_bench_<random>`` on the
-PostgreSQL at 127.0.0.1:5432, dropped afterwards), never the shared ``test`` database.
+[--queries K] [--repeat R] [--audit on|off] [--direct-care] [--profile] [--keep FILE]``.
+Each run uses a throwaway database (a temporary SQLite file; ``CREATE DATABASE
+dhr_bench_<random>`` on the PostgreSQL at 127.0.0.1:5432, dropped afterwards), never the shared
+``test`` database.
 
 Data: the 617 Synthea Bundles of ``../shared/data/synthea-r4-bundles-all617.tar.gz`` (191k
 resources; ``--patients N``: N patient Bundles spread over the set, plus Synthea's organisation
@@ -41,6 +42,8 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,11 +280,26 @@ def result_rows(
     return rows
 
 
+@contextmanager
+def kept_or_throwaway(name: str, keep: Path | None) -> Iterator[tuple[str, bool]]:
+    """(database URL, already loaded): a throwaway database, or with ``--keep`` (SQLite only)
+    the file ``keep``, loaded by an earlier run with the same ``--patients`` if it exists and
+    kept afterwards (for profiling and EXPLAIN between runs; the figures of a closing note come
+    from fresh loads)."""
+    if keep is None:
+        with throwaway_database(name) as url:
+            yield url, False
+        return
+    if name != "sqlite":
+        raise SystemExit("--keep is for SQLite")
+    yield f"sqlite:///{keep.resolve()}", keep.is_file()
+
+
 def bench_engine(name: str, prepared: Prepared, practice: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="dhr-bench-consent-") as tmp,
-        throwaway_database(name) as url,
+        kept_or_throwaway(name, args.keep) as (url, loaded),
     ):
         engine = db.make_engine(url)
         sink: AuditSink = DatabaseSink(engine) if args.audit == "on" else NullSink()
@@ -299,15 +317,19 @@ def bench_engine(name: str, prepared: Prepared, practice: str, args: argparse.Na
             if args.direct_care:
                 dc = settings.model_copy(update={"consent_implicit": "direct-care"})
                 variants["direct-care"] = Services(dc, engine, sink)
-            print(f"[{name}] loading {len(prepared.bundles)} Bundles ...", flush=True)
-            count, seconds = load(variants["on"], prepared)
-            opted = record_opt_outs(variants["on"], prepared)
-            db.analyze(engine)
-            print(
-                f"[{name}] loaded {count:,} resources in {seconds:.0f}s ({count / seconds:,.0f}/s);"
-                f" {opted} opt-outs",
-                flush=True,
-            )
+            if loaded:
+                print(f"[{name}] reusing the loaded database {args.keep}", flush=True)
+                db.analyze(engine)  # for indexes a migration has just added
+            else:
+                print(f"[{name}] loading {len(prepared.bundles)} Bundles ...", flush=True)
+                count, seconds = load(variants["on"], prepared)
+                opted = record_opt_outs(variants["on"], prepared)
+                db.analyze(engine)
+                print(
+                    f"[{name}] loaded {count:,} resources in {seconds:.0f}s "
+                    f"({count / seconds:,.0f}/s); {opted} opt-outs",
+                    flush=True,
+                )
             probe = clinician(practice, None)
             practitioner = first_id(variants["off"], "Practitioner?_count=1&_elements=id", probe)
             who = clinician(practice, f"Practitioner/{practitioner}")
@@ -344,6 +366,9 @@ def main() -> int:
         "--direct-care", action="store_true", help="add consent on, consent_implicit=direct-care"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the consent-on requests")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="SQLite file to load once and reuse (see code)"
+    )
     parser.add_argument("--top", type=int, default=40, help="profile entries to print")
     args = parser.parse_args()
     if not ALL.is_file():

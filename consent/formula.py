@@ -210,6 +210,25 @@ def evaluate(formula: Formula, atom: Callable[[Atom], bool]) -> bool:
     return atom(formula)
 
 
+def assume(formula: Formula, value: Callable[[Atom], bool | None]) -> Formula:
+    """``formula`` with each atom ``a`` for which ``value(a)`` is not None replaced by that
+    constant, and the constants folded (the other atoms stay): what the formula says in the
+    cases where those atoms have those values."""
+    match formula:
+        case Const():
+            return formula
+        case All(parts):
+            return all_of(assume(p, value) for p in parts)
+        case AnyOf(parts):
+            return any_of(assume(p, value) for p in parts)
+        case Not(part):
+            return negate(assume(part, value))
+    known = value(formula)
+    if known is None:
+        return formula
+    return TRUE if known else FALSE
+
+
 def holds(formula: Formula, item: DataItem, facts: PatientFacts) -> bool:
     """Whether ``formula`` holds for the data ``item`` of a patient with ``facts``."""
 

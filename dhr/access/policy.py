@@ -53,6 +53,7 @@ from dhr.access.policy_sql import (
     patient_data,
     use_sets,
 )
+from dhr.access.policy_support import SUPPORT_RANK, Support, bound, support_keys
 from dhr.auth.model import Principal
 from dhr.auth.roles import UnknownRoleError
 from dhr.auth.roles import role as role_info
@@ -153,6 +154,10 @@ class RequestPolicy:
     state: policy_store.RequestState | None = None
     # whether each type searched has live rows of several patients (read once per request)
     _several: dict[str, bool] = field(default_factory=dict, repr=False)
+    # the rows the decision may permit at most (None: any row; dhr.access.policy_support) and,
+    # per (res_type, several), their keys as a driving condition on POLICY_ROW
+    support: Support | None = None
+    _drives: dict[tuple[str, bool], Decision] = field(default_factory=dict, repr=False)
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -205,6 +210,20 @@ class RequestPolicy:
             found = Decision(patient_data(row, res_type, self.base, per_patient, several), row)
             self._conds[(res_type, several)] = found
         return found.on(res)
+
+    def driving(self, res_type: str) -> Decision | None:
+        """The keys of the ``res_type`` rows the decision may permit, as a condition on
+        :data:`POLICY_ROW` (``.on(res)``) that an index can drive a search by; None when the
+        decision is not bounded (:mod:`dhr.access.policy_support`)."""
+        if self.support is None or self.sets is None or not self.applies_to(res_type):
+            return None
+        several = self._has_several(res_type)
+        found = self._drives.get((res_type, several))
+        if found is None:
+            row = POLICY_ROW
+            keys = support_keys(self.support, res_type, self.sets, several)
+            found = self._drives[(res_type, several)] = Decision(row.c.key.in_(keys), row)
+        return found
 
     def _has_several(self, res_type: str) -> bool:
         """Whether live ``res_type`` rows of several patients exist, asked once per request:
@@ -384,7 +403,9 @@ class RequestPolicy:
 
 @dataclass(frozen=True)
 class PolicyTerm:
-    """The decision as a search criterion (:class:`dhr.search.compile.Term`); it never drives."""
+    """The decision as a search criterion (:class:`dhr.search.compile.Term`). When bounded it
+    drives a search that no other criterion can, by the rows it may permit
+    (:mod:`dhr.access.policy_support`), and judges them all the same."""
 
     policy: RequestPolicy
 
@@ -392,7 +413,15 @@ class PolicyTerm:
         def probe(res: FromClause) -> ColumnElement[bool]:
             return self.policy.visible(res, res_type)
 
-        return None, probe, probe
+        support = self.policy.driving(res_type)
+        if support is None:
+            return None, probe, probe
+
+        def drive(res: FromClause) -> ColumnElement[bool]:
+            assert support is not None
+            return and_(support.on(res), probe(res))
+
+        return SUPPORT_RANK, drive, probe
 
     def __hash__(self) -> int:
         return id(self.policy)
@@ -409,6 +438,8 @@ class _Compiled:
     one: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read: dict[str, Frozen] = field(default_factory=dict, compare=False)
     read_confirming: dict[str, Frozen] = field(default_factory=dict, compare=False)
+    support: Support | None = None
+    drives: dict[tuple[str, bool], Decision] = field(default_factory=dict, compare=False)
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
@@ -540,6 +571,8 @@ def _request_policy(
         _read_confirming=compiled.read_confirming,
         facts_read=facts,
         state=state,
+        support=compiled.support,
+        _drives=compiled.drives,
     )
 
 
@@ -584,10 +617,7 @@ def _compile(
         glass_broken=glass,
         everyone_related=implicit == "direct-care",
     )
-    return _Compiled(
-        requester,
-        plain,
-        tuple((tuple(pids), formula) for formula, pids in groups.items()),
-        sets,
-        sets_one,
-    )
+    by_group = tuple((tuple(pids), formula) for formula, pids in groups.items())
+    # direct-care: everyone counts as related, so the rows permitted are not bounded
+    support = None if sets.everyone_related else bound(plain, by_group)
+    return _Compiled(requester, plain, by_group, sets, sets_one, support=support)

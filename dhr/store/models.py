@@ -61,10 +61,12 @@ class ResourceRow(Base):
     controllers: Mapped[str | None] = mapped_column(String(255), nullable=True, server_default="*")
 
     # (res_type, key): a type's rows in a page's order (migration 0010); the live rows of
-    # several patients, by type (migration 0011: whether a search must judge any)
+    # several patients, by type (migration 0011: whether a search must judge any); a type's
+    # rows of some patients (migration 0012: dhr/access/policy_support.py)
     __table_args__ = (
         UniqueConstraint("res_type", "res_id"),
         Index(None, "res_type", "key"),
+        Index(None, "res_type", "patient_key"),
         Index(
             "ix_resource_several_patients",
             "res_type",

@@ -28,6 +28,7 @@ from consent.formula import (
     TypeIn,
     all_of,
     any_of,
+    assume,
     holds,
     negate,
 )
@@ -153,3 +154,18 @@ def test_connectives_combine_as_and_or_not() -> None:
 def test_anything_else_is_not_a_formula() -> None:
     with pytest.raises(TypeError, match="not a formula"):
         holds("Observation", OBS, NOTHING_KNOWN)  # type: ignore[arg-type]
+
+
+def test_assume_replaces_the_atoms_it_knows_and_folds_the_rest() -> None:
+    """``assume`` says what a formula means when some atoms are known: a clinician's decision
+    with no care relationship and no break-glass leaves only its own controller's data."""
+    own = ControllerIn(frozenset({"A1"}))
+    decision = any_of([GlassBroken(), own, all_of([Related(), negate(LabelIn(frozenset({MH})))])])
+
+    def unrelated(atom: object) -> bool | None:
+        return False if isinstance(atom, Related | GlassBroken) else None
+
+    assert assume(decision, unrelated) == own
+    assert assume(decision, lambda atom: True if isinstance(atom, GlassBroken) else None) == TRUE
+    assert assume(negate(Related()), unrelated) == TRUE
+    assert assume(all_of([A, C]), unrelated) == all_of([A, C])
