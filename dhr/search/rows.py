@@ -1,4 +1,4 @@
-"""Index rows: what extraction produces for one resource, one dataclass per index table.
+"""Index rows: what extraction produces for one resource, one row type per index table.
 
 https://hl7.org/fhir/R4/search.html#ptypes. Every row names its search parameter ``param`` (the
 code). Composite parameters (https://hl7.org/fhir/R4/search.html#composite) store each
@@ -6,15 +6,19 @@ component as an ordinary row under the composite's code, with ``grp`` numbering 
 components came from (1, 2, ...) and ``comp`` the component's position (1, 2, ...), so a search
 can demand that all components match within one element. Plain rows have ``grp = comp = 0``.
 Times are microseconds since the epoch (UTC); ``low``/``high`` bound the value's precision range.
+
+Rows are named tuples: a Bundle of a hundred resources makes a couple of thousand of them, and a
+tuple is built, hashed (duplicates are dropped) and handed to the driver in C, where a frozen
+dataclass ran Python for each (about 0.8 µs to build and 0.3 µs to hash a row). Rows of different
+tables never compare equal: their lengths or the types of their values differ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class StringRow:
+class StringRow(NamedTuple):
     param: str
     norm: str  # lower-cased, accents removed, whitespace collapsed (starts-with / contains)
     exact: str  # as written (for :exact)
@@ -22,8 +26,7 @@ class StringRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class TokenRow:
+class TokenRow(NamedTuple):
     param: str
     system: str | None
     code: str | None
@@ -32,8 +35,7 @@ class TokenRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class DateRow:
+class DateRow(NamedTuple):
     param: str
     low: int  # inclusive
     high: int  # exclusive
@@ -41,8 +43,7 @@ class DateRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class NumberRow:
+class NumberRow(NamedTuple):
     param: str
     value: float
     low: float  # implicit precision range of the value as written
@@ -51,8 +52,7 @@ class NumberRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class QuantityRow:
+class QuantityRow(NamedTuple):
     param: str
     value: float
     low: float
@@ -64,8 +64,7 @@ class QuantityRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class ReferenceRow:
+class ReferenceRow(NamedTuple):
     param: str
     target_type: str | None  # for local references Type/id (and absolute URLs of this server)
     target_id: str | None
@@ -75,8 +74,7 @@ class ReferenceRow:
     comp: int = 0
 
 
-@dataclass(frozen=True)
-class UriRow:
+class UriRow(NamedTuple):
     param: str
     uri: str
     grp: int = 0

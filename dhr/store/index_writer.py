@@ -1,7 +1,7 @@
 """Writing and dropping a resource's search index rows, in the caller's transaction.
 
-https://hl7.org/fhir/R4/search.html. Rows come from :func:`dhr.search.extract.extract`; each
-dataclass in :mod:`dhr.search.rows` maps to one table in :data:`dhr.store.models.INDEX_TABLES`.
+https://hl7.org/fhir/R4/search.html. Rows come from :func:`dhr.search.extract.extract`; each row
+type in :mod:`dhr.search.rows` maps to one table in :data:`dhr.store.models.INDEX_TABLES`.
 Only the current version of a resource is indexed: an update drops the old rows first.
 
 Rows are queued on the connection (as tuples in column order) and written when the unit of work
@@ -14,7 +14,6 @@ the version (:func:`pg_row_arrays`, :func:`pg_insert_ctes`), one prepared statem
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -37,7 +36,7 @@ from dhr.search.rows import (
 from dhr.store.driver import fetch, on_cursor
 from dhr.store.models import INDEX_TABLES
 
-_TABLE_OF: dict[type, str] = {
+_TABLE_OF: dict[type[IndexRow], str] = {
     TokenRow: "token",
     StringRow: "string",
     DateRow: "date",
@@ -46,10 +45,9 @@ _TABLE_OF: dict[type, str] = {
     ReferenceRow: "reference",
     UriRow: "uri",
 }
-# Column order of a queued tuple: the owner, its type, then the row dataclass's fields in order.
+# Column order of a queued tuple: the owner, its type, then the row's fields in order.
 _COLUMNS: dict[str, tuple[str, ...]] = {
-    name: ("resource_key", "res_type", *(f.name for f in dataclasses.fields(cls)))
-    for cls, name in _TABLE_OF.items()
+    name: ("resource_key", "res_type", *cls._fields) for cls, name in _TABLE_OF.items()
 }
 _TABLE_NAMES = {name: f"ix_{name}" for name in INDEX_TABLES}
 # SQLite: positional driver SQL per table. Names are our own constants, never input.
@@ -113,7 +111,7 @@ def queue_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
         batch = pending.get(name)
         if batch is None:
             batch = pending[name] = []
-        batch.append((key, res_type, *row.__dict__.values()))
+        batch.append((key, res_type, *row))
 
 
 @cache
@@ -157,7 +155,7 @@ def pg_row_arrays(rows: Sequence[IndexRow]) -> tuple[tuple[str, ...], dict[str, 
         batch = per_table.get(name)
         if batch is None:
             batch = per_table[name] = []
-        batch.append(tuple(row.__dict__.values()))
+        batch.append(tuple(row))
     names = tuple(name for name in _COLUMNS if name in per_table)
     params: dict[str, Any] = {}
     for name in names:
