@@ -32,6 +32,8 @@ def extract(res_type: str, body: dict[str, Any]) -> list[IndexRow]:
     for plan in plans(res_type):
         if plan.gate is not None and keys.isdisjoint(plan.gate):
             continue  # the element the parameter reads is absent
+        if plan.requires and any(keys.isdisjoint(need) for need in plan.requires):
+            continue  # a component of a composite over the resource has nothing to read
         try:
             if plan.extractor is None:
                 out.extend(composite.rows(plan, root))

@@ -210,16 +210,41 @@ def first_member(node: Node) -> str | None:
     None when the branch can yield something even without that element (``exists()``,
     comparisons, ``and``...): such branches must always run.
     """
+    found = first_read(node)
+    return found[0] if found is not None else None
+
+
+def first_read(node: Node, relative: bool = False) -> tuple[str, str | None] | None:
+    """The element a pure navigation branch first reads, and the type an ``as`` or
+    ``ofType()`` applied right to it keeps (``("value", "dateTime")`` for
+    ``(Observation.value as dateTime).x``; None for the type when nothing narrows it).
+
+    ``relative``: the branch starts at the focus (``value.as(DateTime)``, a composite's
+    component), not at a type name. None as in :func:`first_member`.
+    """
+    wanted: str | None = None  # set by the node just above, when it narrows its base's type
     while True:
         kind = node[0]
+        if relative and kind == "ident":
+            return str(node[1]), wanted
         if kind in ("path", "index", "as") or (kind == "call" and node[2] in _FILTERS):
             base = node[1]
             if base is None:
                 return None
-            if base[0] == "ident" and base[1][:1].isupper():
+            if not relative and base[0] == "ident" and base[1][:1].isupper():
                 if kind == "path":
-                    return str(node[2])
-                return "extension" if kind == "call" and node[2] == "extension" else None
+                    return str(node[2]), wanted
+                return ("extension", None) if kind == "call" and node[2] == "extension" else None
+            wanted = _narrows(node)
             node = base
         else:
             return None
+
+
+def _narrows(node: Node) -> str | None:
+    """The type ``node`` keeps of its base's items (``as``, ``.as()``, ``.ofType()``)."""
+    if node[0] == "as":
+        return str(node[2])
+    if node[0] == "call" and node[2] in ("as", "ofType") and node[3]:
+        return str(node[3][0][1])
+    return None

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dhr.search.extraction import date, number, quantity, reference, string, token, uri
-from dhr.search.extraction.model import table
-from dhr.search.extraction.parse import UnsupportedPathError, first_member, leading_name, parse
+from dhr.search.extraction.model import is_type, table
+from dhr.search.extraction.parse import UnsupportedPathError, first_read, leading_name, parse
 from dhr.search.extraction.paths import Fn, Items, child, compile_branch
 from dhr.search.registry import SearchParam, registry
 from dhr.search.rows import IndexRow
@@ -66,6 +66,9 @@ class Plan:
     native: bool = True  # False when some part runs on the fhirpathpy fallback
     # JSON keys of which the resource must have one for this plan to yield anything (None: any)
     gate: frozenset[str] | None = None
+    # More such sets, each of which the resource must meet too (a composite over the resource
+    # itself yields nothing unless every component finds its element: see _requires)
+    requires: tuple[frozenset[str], ...] = ()
 
 
 def split_union(text: str) -> list[str]:
@@ -100,15 +103,58 @@ def _union(fns: list[Fn]) -> Fn:
     return lambda f, r: [it for fn in fns for it in fn(f, r)]
 
 
-def _gate(res_type: str, branch: str) -> set[str] | None:
+def _gate(res_type: str, branch: str, relative: bool = False) -> set[str] | None:
+    """The JSON keys of ``res_type`` of which one must be present for ``branch`` to yield.
+
+    An element read through ``as``/``ofType`` counts only under the keys of its choice types
+    that can be that type (``(Observation.value as dateTime)``: ``valueDateTime``), as the
+    compiled ``as`` keeps only those (:mod:`.paths`); ``relative``: see :func:`first_read`.
+    """
     try:
-        name = first_member(parse(branch))
+        found = first_read(parse(branch), relative)
     except UnsupportedPathError:
         return None
-    if name is None:
+    if found is None:
         return None
+    name, wanted = found
     spec = table(res_type).get(name) or table("DomainResource").get(name) or ()
+    if wanted is not None and spec:
+        return {k for k, kind in spec if kind in (None, "Resource") or is_type(kind, wanted)}
     return {name, *(key for key, _ in spec)}
+
+
+def _requires(res_type: str, expression: str, components: list[str]) -> tuple[frozenset[str], ...]:
+    """Necessary key sets for a composite whose expression may select the resource itself.
+
+    Every component must yield for a row, so for component *j* the resource needs a key of
+    its gate when the element is the resource, or else a key that lets another branch select
+    an element: one set per component (empty: nothing known, the plan always runs).
+    """
+    bare: bool = False
+    others: set[str] = set()
+    for branch in split_union(expression):
+        lead = _leading(branch)
+        if lead is None or (lead[:1].isupper() and lead not in (res_type, *_ROOTS)):
+            continue
+        if branch == res_type:
+            bare = True
+            continue
+        keys = _gate(res_type, branch)
+        if keys is None:
+            return ()
+        others |= keys
+    if not bare:
+        return ()
+    out: list[frozenset[str]] = []
+    for component in components:
+        keys = set()
+        for branch in split_union(component):
+            found = _gate(res_type, branch, relative=True)
+            if found is None:
+                return ()
+            keys |= found
+        out.append(frozenset(keys | others))
+    return tuple(out)
 
 
 def select(expression: str, res_type: str | None) -> tuple[Fn, bool, frozenset[str] | None] | None:
@@ -147,14 +193,18 @@ def _plan(res_type: str, param: SearchParam) -> Plan | None:
     if param.type != "composite":
         return Plan(param.code, param.type, fn, EXTRACTORS[param.type], (), native, gate)
     parts: list[tuple[Fn, Extractor]] = []
+    texts: list[str] = []
     for j, comp in enumerate(param.components):
         definition = registry().by_url(comp.definition)
-        sub = select(ERRATA.get((param.url, j), comp.expression), None)
+        text = ERRATA.get((param.url, j), comp.expression)
+        sub = select(text, None)
         if definition is None or definition.type not in EXTRACTORS or sub is None:
             return None
         parts.append((sub[0], EXTRACTORS[definition.type]))
+        texts.append(text)
         native = native and sub[1]
-    return Plan(param.code, "composite", fn, None, tuple(parts), native, gate)
+    requires = _requires(res_type, expression, texts)
+    return Plan(param.code, "composite", fn, None, tuple(parts), native, gate, requires)
 
 
 _PLANS: dict[str, tuple[Plan, ...]] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dhr.search.extraction.parse import UnsupportedPathError, first_member, parse
+from dhr.search.extraction.parse import UnsupportedPathError, first_member, first_read, parse
 from dhr.search.extraction.paths import Items, compile_branch
 from dhr.search.extraction.plan import plans, split_union
 
@@ -123,6 +123,23 @@ def test_unknown_functions_fall_back_to_fhirpathpy() -> None:
 def test_gate_only_for_pure_navigation() -> None:
     assert first_member(parse("Observation.subject.where(resolve() is Patient)")) == "subject"
     assert first_member(parse("Patient.deceased.exists() and Patient.deceased != false")) is None
+
+
+def test_gate_keeps_only_the_choice_keys_as_can_yield() -> None:
+    assert first_read(parse("(Observation.value as dateTime)")) == ("value", "dateTime")
+    assert first_read(parse("(Observation.value as CodeableConcept).text")) == (
+        "value",
+        "CodeableConcept",
+    )
+    assert first_read(parse("value.as(DateTime)"), relative=True) == ("value", "DateTime")
+    assert first_read(parse("Observation.value.where(x = 1).as(Quantity)")) == ("value", None)
+    by_code = {p.code: p for p in plans("Observation")}
+    assert by_code["value-date"].gate == frozenset({"valueDateTime", "valuePeriod"})
+    # a composite over the Observation itself needs a key for each of its components
+    assert by_code["code-value-date"].requires == (
+        frozenset({"code"}),
+        frozenset({"valueDateTime", "valuePeriod"}),
+    )
 
 
 def test_every_official_expression_compiles_natively() -> None:
