@@ -295,7 +295,8 @@ class RequestPolicy:
         rows = self._read_statement(conn, res_type, False).rows(conn, prepare=True, rid=res_id)
         if not rows:
             return None, True
-        return version_from_driver_row(rows[0]), bool(rows[0][len(VERSION_COLUMNS)])
+        width = len(VERSION_COLUMNS)
+        return version_from_driver_row(rows[0], rows[0][width + 1]), bool(rows[0][width])
 
     def read_confirming(
         self, conn: Connection, res_type: str, res_id: str, now: int
@@ -311,12 +312,14 @@ class RequestPolicy:
         if not rows:
             return None, True, None
         width = len(VERSION_COLUMNS)
-        state = policy_store.state_of(rows[0][width + 1 :])
-        return version_from_driver_row(rows[0]), bool(rows[0][width]), state
+        state = policy_store.state_of(rows[0][width + 2 :])
+        stored = version_from_driver_row(rows[0], rows[0][width + 1])
+        return stored, bool(rows[0][width]), state
 
     def _read_statement(self, conn: Connection, res_type: str, with_state: bool) -> Frozen:
         """The statement of :meth:`read_permitted` (``with_state``: of :meth:`read_confirming`),
-        frozen once per compiled policy and type."""
+        frozen once per compiled policy and type: the version, the decision, the row's patient
+        key (for the audit) and the request state."""
         kept = self._read_confirming if with_state else self._read
         frozen = kept.get(res_type)
         row, cond = self._decision_on_one(conn, res_type)
@@ -324,7 +327,7 @@ class RequestPolicy:
             version = VersionRow.__table__
             state = policy_store.state_columns() if with_state else []
             stmt = (
-                select(*VERSION_COLUMNS, case((cond(), 1), else_=0), *state)
+                select(*VERSION_COLUMNS, case((cond(), 1), else_=0), row.c.patient_key, *state)
                 .select_from(
                     row.join(
                         version,

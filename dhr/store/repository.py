@@ -63,6 +63,10 @@ class StoredVersion:
     method: str
     deleted: bool
     data: bytes | None
+    # The resource row's patient key (dhr/store/patient_key.py) when the statement read it with
+    # a current version (the audit then names the patient without parsing ``data``);
+    # SEVERAL when not read, or when it says several patients or not worked out.
+    patient: str | None = SEVERAL
 
     @property
     def etag(self) -> str:
@@ -98,10 +102,10 @@ VERSION_COLUMNS = _VERSION_COLUMNS
 a version, such as a read and its consent decision in one: :mod:`dhr.access.policy`)."""
 
 
-def version_from_driver_row(row: Sequence[Any]) -> StoredVersion:
+def version_from_driver_row(row: Sequence[Any], patient: str | None = SEVERAL) -> StoredVersion:
     """A :class:`StoredVersion` from the first eight columns of a driver row
-    (:data:`VERSION_COLUMNS`): SQLite hands back 0/1 for booleans, PostgreSQL may hand back a
-    memoryview for BYTEA."""
+    (:data:`VERSION_COLUMNS`), of the current version's ``patient`` key if read with it:
+    SQLite hands back 0/1 for booleans, PostgreSQL may hand back a memoryview for BYTEA."""
     key, res_type, res_id, version_id, last_updated, method, deleted, data = row[:8]
     return StoredVersion(
         key,
@@ -112,6 +116,7 @@ def version_from_driver_row(row: Sequence[Any]) -> StoredVersion:
         method,
         bool(deleted),
         bytes(data) if data is not None else None,
+        patient,
     )
 
 

@@ -98,6 +98,28 @@ def test_read_and_vread_name_the_patient_client_and_data(
         )
 
 
+def test_a_read_names_every_patient_the_current_version_belongs_to(
+    client: httpx.Client, people: dict[str, str], engine: Engine
+) -> None:
+    """The read's patients are the current version's: one (the row's patient key names it),
+    both when the Observation is of two patients (the key says several and the content is
+    read), and the new one after the Observation moved."""
+    oid = people["alice_obs"]
+    two = observation(f"Patient/{people['alice']}", id=oid)
+    two["performer"] = [{"reference": f"Patient/{people['bob']}"}]
+    assert client.put(f"Observation/{oid}", json=two).status_code == 200
+    start = mark(engine)
+    assert client.get(f"Observation/{oid}").status_code == 200
+    assert sorted(e["patient"] for e in since(engine, start)) == sorted(
+        [people["alice"], people["bob"]]
+    )
+    moved = observation(f"Patient/{people['bob']}", id=oid)
+    assert client.put(f"Observation/{oid}", json=moved).status_code == 200
+    start = mark(engine)
+    assert client.get(f"Observation/{oid}").status_code == 200
+    assert [e["patient"] for e in since(engine, start)] == [people["bob"]]
+
+
 def test_a_practitioner_read_is_one_event_without_a_patient(
     client: httpx.Client, people: dict[str, str], engine: Engine
 ) -> None:
