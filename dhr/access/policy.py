@@ -41,6 +41,7 @@ from sqlalchemy import (
 from consent.compile import permits, policy
 from consent.formula import Formula, PatientFacts
 from consent.model import PURPOSES, Arrangement, DataItem, Label, Requester
+from dhr.access import policy_support
 from dhr.access.decision_sql import Decision
 from dhr.access.policy_sql import (
     PatientSets,
@@ -214,8 +215,13 @@ class RequestPolicy:
     def driving(self, res_type: str) -> Decision | None:
         """The keys of the ``res_type`` rows the decision may permit, as a condition on
         :data:`POLICY_ROW` (``.on(res)``) that an index can drive a search by; None when the
-        decision is not bounded (:mod:`dhr.access.policy_support`)."""
+        decision is not bounded, or bounded by too many patients to be worth it
+        (:mod:`dhr.access.policy_support`)."""
         if self.support is None or self.sets is None or not self.applies_to(res_type):
+            return None
+        facts = self.facts_read
+        patients = len(facts.related) + len(facts.glass_broken) + len(self.support.patients)
+        if patients > policy_support.MAX_PATIENTS:
             return None
         several = self._has_several(res_type)
         found = self._drives.get((res_type, several))

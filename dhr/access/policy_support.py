@@ -20,7 +20,8 @@ count above); the decision itself still judges every row, so the set only has to
 A decision that permits rows of any patient (research with a Consent or an arrangement, the
 ``direct-care`` implicit policy, a patient's Consent whose provisions do not depend on those
 atoms) is not bounded, and its searches are driven as before. A Consent holder whose own
-formula is not bounded joins the set by id. ADR 0010 item 14.
+formula is not bounded joins the set by id. A request whose set holds more than
+:data:`MAX_PATIENTS` patients is driven as before too. ADR 0010 item 14.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ RESOURCE = ResourceRow.__table__
 # After the rank of every search parameter's value (dhr.search.compile._rank: 1 to 6): the
 # support drives a search only when no criterion can.
 SUPPORT_RANK = 7
+# Above this many patients (related, break-glass and named) the set is not worth reading first: a
+# page in key order stops after its rows, where the union is read whole (an organisation caring
+# for most patients judges each row as before; the count then keeps most of what it judges).
+MAX_PATIENTS = 2000
 _BOUNDING = (f.Related, f.GlassBroken, f.PatientIs, f.ControllerIn)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pytest
 
+from dhr.access import policy_support
 from tests.dhr.consent.conftest import (
     ELSEWHERE,
     GP,
@@ -273,6 +274,21 @@ def test_data_an_organisation_wrote_for_one_patient_opens_no_other_patients_reco
         assert reader.get(f"Observation/{theirs}").status_code == 404
         assert _search_ids(reader, {"patient": two}) == []
         assert _search_ids(reader, {}) == [own]
+
+
+def test_a_requester_with_more_patients_than_the_bound_is_judged_row_by_row_alike(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``policy_support.MAX_PATIENTS`` a search with no other criterion is not driven by
+    the decision's rows (dhr/access/policy_support.py) but judges every row: same answers."""
+    monkeypatch.setattr(policy_support, "MAX_PATIENTS", 0)
+    mine = world.patient(NHS_NUMBERS[0], GP)
+    other = world.patient(NHS_NUMBERS[1], ELSEWHERE)
+    seen = world.observation(mine, HOSPITAL)
+    own = world.observation(other, GP)
+    world.observation(other, HOSPITAL)
+    with world.reader(GP) as reader:
+        assert sorted(_search_ids(reader, {})) == sorted([seen, own])
 
 
 def test_a_label_on_one_observation_hides_only_that_observation(world: World) -> None:
