@@ -169,9 +169,9 @@ class EnforcingRepository:
     def _seen(self, stored: StoredVersion | None) -> StoredVersion | None:
         if stored is None:
             return None
-        if stored.data is not None and stored.patient != SEVERAL:  # read with the current
-            # version: the row's patient key names its one patient (or none), as parsing the
-            # content would (dhr/store/patient_key.py), for less than a tenth of the cost
+        if stored.data is not None and stored.patient != SEVERAL:
+            # read with the current version: the row's patient key names its one patient (or
+            # none), as parsing the content would (dhr/store/patient_key.py), for half the cost
             self.audit.touched(stored.res_type, stored.res_id, stored.patient)
         else:
             self.audit.touched_resource(stored.res_type, stored.res_id, stored.data)

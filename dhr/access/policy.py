@@ -41,7 +41,6 @@ from sqlalchemy import (
 from consent.compile import permits, policy
 from consent.formula import Formula, PatientFacts
 from consent.model import PURPOSES, Arrangement, DataItem, Label, Requester
-from dhr.access import policy_support
 from dhr.access.decision_sql import Decision
 from dhr.access.policy_sql import (
     PatientSets,
@@ -54,7 +53,13 @@ from dhr.access.policy_sql import (
     patient_data,
     use_sets,
 )
-from dhr.access.policy_support import SUPPORT_RANK, Support, bound, support_keys
+from dhr.access.policy_support import (
+    SUPPORT_RANK,
+    Support,
+    bound,
+    support_keys,
+    worth_driving,
+)
 from dhr.auth.model import Principal
 from dhr.auth.roles import UnknownRoleError
 from dhr.auth.roles import role as role_info
@@ -221,7 +226,7 @@ class RequestPolicy:
             return None
         facts = self.facts_read
         patients = len(facts.related) + len(facts.glass_broken) + len(self.support.patients)
-        if patients > policy_support.MAX_PATIENTS:
+        if not worth_driving(patients):
             return None
         several = self._has_several(res_type)
         found = self._drives.get((res_type, several))

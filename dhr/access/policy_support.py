@@ -59,6 +59,11 @@ class Support:
     controllers: frozenset[str]
 
 
+def worth_driving(patients: int) -> bool:
+    """Whether a bound of ``patients`` patients is small enough to drive a search by."""
+    return patients <= MAX_PATIENTS
+
+
 def _assumed_false(atom: f.Atom) -> bool | None:
     return False if isinstance(atom, _BOUNDING) else None
 

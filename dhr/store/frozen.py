@@ -57,6 +57,21 @@ class Frozen:
         return fetch(conn, self.sql, self.parameters(values), prepare, self.native)
 
 
+def frozen_once(
+    kept: dict[str, Frozen],
+    conn: Connection,
+    build: Callable[[], ClauseElement],
+    slots: Sequence[str] = (),
+) -> Frozen:
+    """The statement ``build()`` frozen for ``conn``'s dialect, built the first time only and
+    kept in ``kept`` (by dialect name) for every later call."""
+    name = conn.dialect.name
+    found = kept.get(name)
+    if found is None:
+        found = kept[name] = freeze(build(), conn.dialect, slots)
+    return found
+
+
 def freeze(stmt: ClauseElement, dialect: Dialect, slots: Sequence[str] = ()) -> Frozen:
     """``stmt`` rendered for ``dialect``; ``slots`` name the bind parameters whose values
     :meth:`Frozen.rows` gives (declare them with an example value: rendering needs one)."""

@@ -57,7 +57,7 @@ from dhr.search.sql.predicate import index_table
 from dhr.store.arrangement_store import ARRANGEMENT
 from dhr.store.conflict import insert_if_absent
 from dhr.store.driver import fetch
-from dhr.store.frozen import Frozen, freeze
+from dhr.store.frozen import Frozen, frozen_once
 from dhr.store.models import SEVERAL_LIVE, ResourceRow, VersionRow
 from dhr.store.policy_models import AccessClaimRow, DataOptOutRow
 
@@ -298,11 +298,7 @@ def state_of(values: Sequence[Any]) -> RequestState:
 
 def request_state(conn: Connection, subject: str, now: int) -> RequestState:
     """:class:`RequestState` for ``subject`` at ``now`` (microseconds)."""
-    name = conn.dialect.name
-    frozen = _FROZEN_STATE.get(name)
-    if frozen is None:
-        stmt = select(*state_columns())
-        frozen = _FROZEN_STATE[name] = freeze(stmt, conn.dialect, ("subject", "now"))
+    frozen = frozen_once(_FROZEN_STATE, conn, lambda: select(*state_columns()), ("subject", "now"))
     return state_of(frozen.rows(conn, prepare=True, subject=subject, now=now)[0])
 
 
@@ -335,12 +331,8 @@ def _related_statement(conn: Connection) -> Frozen:
     """:func:`related_by_data` rendered once per dialect, the ODS code its one placeholder
     (building the union of subqueries cost 10 ms of Python a time: after every write of a
     Patient, Encounter or EpisodeOfCare, the next request of each organisation paid it)."""
-    name = conn.dialect.name
-    frozen = _FROZEN_RELATED.get(name)
-    if frozen is None:
-        stmt = related_by_data(bindparam("ods", "X", type_=String))
-        frozen = _FROZEN_RELATED[name] = freeze(stmt, conn.dialect, ("ods",))
-    return frozen
+    ods = bindparam("ods", "X", type_=String)
+    return frozen_once(_FROZEN_RELATED, conn, lambda: related_by_data(ods), ("ods",))
 
 
 def related_ids(conn: Connection, ods: str, base: str, generation: int) -> frozenset[str]:
