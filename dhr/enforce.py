@@ -479,7 +479,7 @@ class EnforcingRepository:
         limit: int,
     ) -> list[Row[Any]]:
         """A page of ``Patient/$everything`` (``r`` on Patient and on each type it returns):
-        ``(key, res_type, res_id, data, member)`` rows."""
+        ``(key, res_type, res_id, data, member, patient key)`` rows."""
         rows = self._store.search(self._everything(patient_id, types, since).page(after, limit))
         self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
         return rows

@@ -39,6 +39,7 @@ from dhr.search import compartment
 from dhr.search.extraction.paths import Items
 from dhr.search.extraction.plan import Plan, plans, unwrap
 from dhr.search.rows import ReferenceRow
+from dhr.store.patient_key import SEVERAL
 
 PATIENT = "Patient"
 
@@ -210,12 +211,20 @@ class AuditRecorder:
             self._bucket(res_type, res_id).touches.append(_Touch(res_type, res_id, content))
 
     def touched_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Record search-style rows ``(key, res_type, res_id, data, ...)``."""
-        if self.enabled:
-            for row in rows:
-                data = row[3]
+        """Record search-style rows ``(key, res_type, res_id, data, ..., patient key)``.
+
+        The row's patient key (:mod:`dhr.store.patient_key`) names its one patient, or none, as
+        working it out from the content would, at no cost; only a row whose key says several
+        patients (or was never worked out) has its content parsed."""
+        if not self.enabled:
+            return
+        for row in rows:
+            data, patient = row[3], row[-1]
+            if patient == SEVERAL or data is None:
                 content = bytes(data) if data is not None else None
                 self.touched_resource(str(row[1]), str(row[2]), content)
+            else:
+                self.touched(str(row[1]), str(row[2]), patient)
 
     def denied(self, reason: str, res_type: str, res_id: str, content: Content = None) -> None:
         """Record a denial and its real reason (the client may only see a 404), naming the

@@ -107,7 +107,7 @@ def _links(
     links.append({"relation": "first", "url": url([])})
     if page:
         last = page[-1]
-        values = [*last[4:], last[0]]
+        values = [*last[4:-1], last[0]]  # the sort values (the patient key ends the row)
         links.append(
             {"relation": "next", "url": url([("_page", encode_cursor(sreq.sort, values))])}
         )

@@ -294,11 +294,13 @@ def page_query(
     limit: int,
     after: list[Any] | None,
 ) -> Select[Any]:
-    """One page: (key, res_type, res_id, data, sort values...) ordered, ``limit`` rows."""
+    """One page: (key, res_type, res_id, data, sort values..., patient key) ordered, ``limit``
+    rows (the patient key of :mod:`dhr.store.patient_key`, which the audit names)."""
     res = RESOURCE.alias()
     columns = [sort_value(res, k).label(f"s{i}") for i, k in enumerate(sort)]
     inner = (
-        select(res.c.key, res.c.res_type, res.c.res_id, res.c.version_id, *columns)
+        select(res.c.key, res.c.res_type, res.c.res_id, res.c.version_id, res.c.patient_key)
+        .add_columns(*columns)
         .where(*where(res, res_type, criteria))
         .subquery()
     )
@@ -315,7 +317,7 @@ def page_query(
     sorts = [(chosen.c[f"s{i}"], k.descending) for i, k in enumerate(sort)]
     stmt = (
         select(chosen.c.key, chosen.c.res_type, chosen.c.res_id, ver.c.data)
-        .add_columns(*(col for col, _ in sorts))
+        .add_columns(*(col for col, _ in sorts), chosen.c.patient_key)
         .join(
             ver, and_(ver.c.resource_key == chosen.c.key, ver.c.version_id == chosen.c.version_id)
         )

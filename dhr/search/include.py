@@ -59,9 +59,10 @@ def resolve(
     allowances: Sequence[Allowance] | None,
     policy: Cond | None = None,
 ) -> tuple[list[Sequence[Any]], bool]:
-    """The rows ``(key, res_type, res_id, data)`` to include for ``matches``, and whether the
-    result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order; only rows
-    ``allowances`` let through (None: every row) and the consent decision ``policy`` permits."""
+    """The rows ``(key, res_type, res_id, data, patient key)`` to include for ``matches``, and
+    whether the result was cut at :data:`MAX_INCLUDED`. Rows are in round order, then key order;
+    only rows ``allowances`` let through (None: every row) and the consent decision ``policy``
+    permits."""
     seen = {int(row[0]) for row in matches}
     focus = [(int(row[0]), str(row[1]), str(row[2])) for row in matches]
     active = list(includes)
@@ -140,8 +141,8 @@ def rows_for(
     allowances: Sequence[Allowance] | None = None,
     policy: Cond | None = None,
 ) -> Select[Any]:
-    """``(key, res_type, res_id, data)`` of the live resources whose key ``keys`` selects (and
-    that ``allowances`` let through)."""
+    """``(key, res_type, res_id, data, patient key)`` of the live resources whose key ``keys``
+    selects (and that ``allowances`` let through)."""
     res = RESOURCE.alias()
     ver = VERSION.alias()
     conds = [any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0]
@@ -150,7 +151,7 @@ def rows_for(
     if policy is not None:
         conds.append(policy(res))
     return (
-        select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data)
+        select(res.c.key, res.c.res_type, res.c.res_id, ver.c.data, res.c.patient_key)
         .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
         .where(*conds)
         .order_by(res.c.key)

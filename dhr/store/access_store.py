@@ -342,7 +342,7 @@ class EverythingSet:
         return where
 
     def page(self, after: int | None, limit: int) -> Select[Any]:
-        """``(key, res_type, res_id, data, member)`` in key order after ``after``."""
+        """``(key, res_type, res_id, data, member, patient key)`` in key order after ``after``."""
         res = RESOURCE.alias()
         ver = VERSION.alias()
         conds = self.where(res)
@@ -355,6 +355,7 @@ class EverythingSet:
                 res.c.res_id,
                 ver.c.data,
                 res.c.key.in_(select(self.members.c.key)).label("member"),
+                res.c.patient_key,
             )
             .join(ver, and_(ver.c.resource_key == res.c.key, ver.c.version_id == res.c.version_id))
             .where(*conds)

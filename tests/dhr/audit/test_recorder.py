@@ -11,6 +11,7 @@ import pytest
 
 from dhr.audit.recorder import AuditRecorder, interaction, outcome_of, patients_of
 from dhr.auth.model import Principal
+from dhr.store.patient_key import SEVERAL
 
 BASE = "http://dhr.test/fhir"
 WHO = Principal(subject="user-1", client_id="app-1")
@@ -58,7 +59,7 @@ def test_one_event_per_patient_and_shared_data_in_each() -> None:
     recorder = AuditRecorder(WHO, BASE, request_id="req-1")
     recorder.touched_resource("Observation", "o1", orjson.dumps(obs("Patient/a")))
     recorder.touched_resource("Observation", "o2", obs("Patient/b"))
-    recorder.touched_rows([(1, "Practitioner", "d1", b'{"resourceType":"Practitioner"}')])
+    recorder.touched_rows([(1, "Practitioner", "d1", b'{"resourceType":"Practitioner"}', None)])
     recorder.touched("Patient", "a", "a")
     out = records(recorder, query="code=x")
     assert [i["row"].patient for i in out] == ["a", "b"]
@@ -66,6 +67,24 @@ def test_one_event_per_patient_and_shared_data_in_each() -> None:
     assert refs(out[1]) == ["Patient/b", "Observation/o2", "Practitioner/d1"]
     assert {i["row"].request_id for i in out} == {"req-1"}
     assert len({i["row"].event_id for i in out}) == 2
+
+
+def test_search_rows_name_the_patient_of_their_key_and_content_only_when_several() -> None:
+    recorder = AuditRecorder(WHO, BASE)
+    several = orjson.dumps(obs("Patient/b", performer="Patient/c"))
+    recorder.touched_rows(
+        [
+            # (key, type, id, data, sort values..., patient key worked out at write time)
+            (1, "Observation", "o1", orjson.dumps(obs("Patient/a")), "2024", "a"),
+            (2, "Practitioner", "d1", b'{"resourceType":"Practitioner"}', None),
+            # several patients (or a key never worked out): the content says which
+            (3, "Observation", "o3", several, SEVERAL),
+        ]
+    )
+    by_patient = {i["row"].patient: refs(i) for i in records(recorder)}
+    assert sorted(by_patient) == ["a", "b", "c"]
+    assert by_patient["a"] == ["Patient/a", "Observation/o1", "Practitioner/d1"]
+    assert by_patient["c"] == ["Patient/c", "Observation/o3", "Practitioner/d1"]
 
 
 def test_nothing_touched_is_one_event_without_a_patient() -> None:
