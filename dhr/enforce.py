@@ -50,6 +50,7 @@ from dhr.record.sources import Source
 from dhr.search import include
 from dhr.search.compile import Criteria, count_query, matching_ids, page_query
 from dhr.search.params import Chain, Criterion, Guarded, Has, Include, SortKey
+from dhr.search.sql.aliases import one_statement
 from dhr.store import access_store, audit_store, auth_client_store, source_store
 from dhr.store.patient_key import SEVERAL
 from dhr.store.repository import ResourceRepository, StoredVersion, stamp
@@ -436,18 +437,23 @@ class EnforcingRepository:
         """One page of a search (``s``), restricted to what the token may see."""
         terms = self._read_terms(res_type)
         criteria = self._guard(criteria)
-        rows = self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
+        with one_statement():
+            rows = self._store.search(page_query(res_type, (*terms, *criteria), sort, limit, after))
         self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
         return rows
 
     def count(self, res_type: str, criteria: Criteria) -> int:
         terms = self._read_terms(res_type)
-        return self._store.count(count_query(res_type, (*terms, *self._guard(criteria))))
+        criteria = self._guard(criteria)
+        with one_statement():
+            return self._store.count(count_query(res_type, (*terms, *criteria)))
 
     def match_ids(self, res_type: str, criteria: Criteria, limit: int) -> list[str]:
         """Ids of conditional-interaction matches (``s``) among what the token may see."""
         terms = self._read_terms(res_type)
-        rows = self._store.search(matching_ids(res_type, (*terms, *self._guard(criteria)), limit))
+        criteria = self._guard(criteria)
+        with one_statement():
+            rows = self._store.search(matching_ids(res_type, (*terms, *criteria), limit))
         return [str(row[0]) for row in rows]
 
     def include(
@@ -455,9 +461,11 @@ class EnforcingRepository:
     ) -> tuple[list[Sequence[Any]], bool]:
         """``_include``/``_revinclude`` rows (``r`` on each included type), restricted in SQL."""
         allowances = self._allowances("r")
-        rows, truncated = include.resolve(
-            self._store, includes, matches_, self.base, allowances, self.policy.cond()
-        )
+        policy = self.policy.cond()
+        with one_statement():  # one round of includes after another: each its own statement
+            rows, truncated = include.resolve(
+                self._store, includes, matches_, self.base, allowances, policy
+            )
         self.audit.touched_rows(rows)
         return rows, truncated
 
@@ -480,14 +488,16 @@ class EnforcingRepository:
     ) -> list[Row[Any]]:
         """A page of ``Patient/$everything`` (``r`` on Patient and on each type it returns):
         ``(key, res_type, res_id, data, member, patient key)`` rows."""
-        rows = self._store.search(self._everything(patient_id, types, since).page(after, limit))
+        with one_statement():
+            rows = self._store.search(self._everything(patient_id, types, since).page(after, limit))
         self.audit.touched_rows(rows[: max(limit - 1, 1)] if len(rows) >= limit else rows)
         return rows
 
     def everything_count(
         self, patient_id: str | None, types: Sequence[str] | None, since: int | None
     ) -> int:
-        return self._store.count(self._everything(patient_id, types, since).count())
+        with one_statement():
+            return self._store.count(self._everything(patient_id, types, since).count())
 
     def history(
         self,

@@ -33,8 +33,9 @@ from sqlalchemy import (
 )
 
 from dhr.errors import bad_request
+from dhr.search.sql.aliases import alias_of
 from dhr.search.sql.dialect import any_of
-from dhr.search.sql.predicate import index_table
+from dhr.search.sql.predicate import statement_index_table
 from dhr.store.models import ResourceRow
 
 RESOURCE = ResourceRow.__table__
@@ -105,8 +106,8 @@ def member_conditions(res_type: str, c: InCompartment) -> tuple[Cond, Cond]:
     """``res`` (of ``res_type``) is in the compartment of ``c``, two ways: as the driving
     ``res.key IN (...)`` over ``ix_reference (target_id, target_type)``, and as a probe of one
     candidate's own reference rows (``ix_reference (resource_key, param, ...)``)."""
-    ref = index_table("reference")
-    owner = RESOURCE.alias()
+    ref = statement_index_table("reference")
+    owner = alias_of(RESOURCE)
     to_owner = [ref.c.target_type == c.comp_type, ref.c.target_id == c.comp_id]
     is_owner = res_type == c.comp_type
     keys: list[Select[tuple[int]]] = []
@@ -143,13 +144,13 @@ def member_keys(comp_type: str, comp_id: str | None) -> CompoundSelect[tuple[int
     """``SELECT key`` of every resource (any type, possibly deleted) in the compartment of
     ``comp_type/comp_id``, the owner included; ``comp_id=None``: in any such compartment."""
     comp = compartment(comp_type)
-    ref = index_table("reference")
+    ref = statement_index_table("reference")
     by_param = [
         and_(ref.c.param == code, ref.c.res_type.in_(types))
         for code, types in comp.by_code(comp.members).items()
     ]
     where = [ref.c.target_type == comp_type, or_(*by_param)]
-    owner = RESOURCE.alias()
+    owner = alias_of(RESOURCE)
     owner_where = [owner.c.res_type == comp_type]
     if comp_id is not None:
         where.append(ref.c.target_id == comp_id)

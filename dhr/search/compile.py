@@ -51,8 +51,9 @@ from dhr.search import compartment
 from dhr.search.compartment import InCompartment
 from dhr.search.params import Chain, Criterion, Filter, Guarded, Has, SortKey
 from dhr.search.sql import composite, special
+from dhr.search.sql.aliases import alias_of
 from dhr.search.sql.dialect import any_of, unindexed
-from dhr.search.sql.predicate import index_code, index_table, table_name, value_match
+from dhr.search.sql.predicate import index_code, statement_index_table, table_name, value_match
 from dhr.search.sql.values import Composite, Missing, Ref, Text, Token, Uri, Value
 from dhr.store.models import ResourceRow, VersionRow
 
@@ -104,13 +105,13 @@ def probes(res: FromClause, res_type: str, criteria: Criteria) -> list[ColumnEle
 
 def matching_keys(res_type: str, criteria: Criteria) -> Select[tuple[int]]:
     """``SELECT key`` of the live ``res_type`` resources matching every criterion."""
-    res = RESOURCE.alias()
+    res = alias_of(RESOURCE)
     return select(res.c.key).where(*where(res, res_type, criteria))
 
 
 def matching_ids(res_type: str, criteria: Criteria, limit: int) -> Select[Any]:
     """``SELECT res_id`` of at most ``limit`` matches (conditional interactions)."""
-    res = RESOURCE.alias()
+    res = alias_of(RESOURCE)
     stmt = select(res.c.res_id).where(*where(res, res_type, criteria))
     return stmt.order_by(res.c.key).limit(limit)
 
@@ -136,7 +137,7 @@ def _part(res_type: str, c: Criterion | Term) -> _Part:
             by_id=inner.by_id,
         )
     assert isinstance(c, Has)
-    ref = index_table("reference")
+    ref = statement_index_table("reference")
     referrers = matching_keys(c.source, [c.inner])
     sub = select(ref.c.target_id).where(
         ref.c.res_type == c.source,
@@ -151,10 +152,10 @@ def _part(res_type: str, c: Criterion | Term) -> _Part:
 def _chain(res_type: str, c: Chain) -> _Part:
     """Inside-out: ids of the targets matching the inner criterion, then references to them
     (one ``ix_reference (res_type, param, target_id, target_type)`` lookup per target type)."""
-    ref = index_table("reference")
+    ref = statement_index_table("reference")
     per_type = []
     for t, ic in c.inner:
-        target = RESOURCE.alias()
+        target = alias_of(RESOURCE)
         ids = select(target.c.res_id).where(*where(target, t, [ic]))
         per_type.append((t, ids))
 
@@ -164,7 +165,7 @@ def _chain(res_type: str, c: Chain) -> _Part:
     def drive(res: FromClause) -> ColumnElement[bool]:
         subs = []
         for t, ids in per_type:
-            r = index_table("reference")
+            r = statement_index_table("reference")
             cond = [r.c.res_type == res_type, *to_type(r, t, ids)]
             subs.append(select(r.c.resource_key).where(*cond))
         return any_of(res.c.key, subs[0] if len(subs) == 1 else union(*subs))
@@ -180,7 +181,7 @@ def _rows(
     res_type: str, name: str, code: str, pred: Callable[[FromClause], ColumnElement[bool]] | None
 ) -> _Part:
     """Rows of index table ``name`` under ``code`` (matching ``pred``) exist."""
-    t = index_table(name)
+    t = statement_index_table(name)
     extra = [] if pred is None else [pred(t)]
     sub = select(t.c.resource_key).where(t.c.res_type == res_type, t.c.param == code, *extra)
     return _Part(
@@ -275,7 +276,7 @@ def sort_value(res: FromClause, key: SortKey) -> ColumnElement[Any]:
         return res.c.res_id
     if code == "_lastUpdated":
         return res.c.last_updated
-    t = index_table(table_name(key.param, None))
+    t = statement_index_table(table_name(key.param, None))
     if key.param.type == "date":
         col: ColumnElement[Any] = t.c.high if key.descending else t.c.low
     elif key.param.type == "reference":
@@ -296,7 +297,7 @@ def page_query(
 ) -> Select[Any]:
     """One page: (key, res_type, res_id, data, sort values..., patient key) ordered, ``limit``
     rows (the patient key of :mod:`dhr.store.patient_key`, which the audit names)."""
-    res = RESOURCE.alias()
+    res = alias_of(RESOURCE)
     columns = [sort_value(res, k).label(f"s{i}") for i, k in enumerate(sort)]
     inner = (
         select(res.c.key, res.c.res_type, res.c.res_id, res.c.version_id, res.c.patient_key)
@@ -313,7 +314,7 @@ def page_query(
     if after is not None:
         page = page.where(_after(ordered, after))
     chosen = _ordered(page, ordered).limit(limit).subquery()
-    ver = VERSION.alias()
+    ver = alias_of(VERSION)
     sorts = [(chosen.c[f"s{i}"], k.descending) for i, k in enumerate(sort)]
     stmt = (
         select(chosen.c.key, chosen.c.res_type, chosen.c.res_id, ver.c.data)
@@ -333,7 +334,7 @@ def _ordered(stmt: Select[Any], ordered: Sequence[tuple[ColumnElement[Any], bool
 
 
 def count_query(res_type: str, criteria: Criteria) -> Select[Any]:
-    res = RESOURCE.alias()
+    res = alias_of(RESOURCE)
     return select(func.count()).select_from(res).where(*where(res, res_type, criteria))
 
 

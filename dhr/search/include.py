@@ -32,8 +32,9 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, FromClause, Row, Select, and_, or_, select
 
 from dhr.search.params import Include
+from dhr.search.sql.aliases import alias_of
 from dhr.search.sql.dialect import any_of
-from dhr.search.sql.predicate import index_table
+from dhr.search.sql.predicate import statement_index_table
 from dhr.store.access_store import Allowance, visible
 from dhr.store.models import ResourceRow, VersionRow
 
@@ -109,7 +110,7 @@ def statement(
 ) -> Select[Any]:
     """One round of one include parameter over the ``(key, type, id)`` resources ``focus``,
     as full rows."""
-    ref = index_table("reference").alias()
+    ref = statement_index_table("reference")
     where: list[ColumnElement[bool]] = [_local(ref, base)]
     if inc.source is not None:
         where.append(ref.c.res_type == inc.source)
@@ -126,7 +127,7 @@ def statement(
         ]
         wanted = select(ref.c.resource_key).where(*where, or_(*targets))
     else:  # targets that a reference of one of ``focus`` points at
-        other = RESOURCE.alias()
+        other = alias_of(RESOURCE)
         joined = ref.join(
             other, and_(other.c.res_type == ref.c.target_type, other.c.res_id == ref.c.target_id)
         )
@@ -143,8 +144,8 @@ def rows_for(
 ) -> Select[Any]:
     """``(key, res_type, res_id, data, patient key)`` of the live resources whose key ``keys``
     selects (and that ``allowances`` let through)."""
-    res = RESOURCE.alias()
-    ver = VERSION.alias()
+    res = alias_of(RESOURCE)
+    ver = alias_of(VERSION)
     conds = [any_of(res.c.key, keys), res.c.deleted.is_(False), res.c.version_id > 0]
     if allowances is not None:
         conds.append(visible(res, allowances))

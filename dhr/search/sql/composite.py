@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, FromClause, Select, and_, select
 
 from dhr.search.registry import SearchParam
-from dhr.search.sql.predicate import index_table, table_name, value_match
+from dhr.search.sql.predicate import statement_index_table, table_name, value_match
 from dhr.search.sql.values import Composite
 
 
@@ -24,7 +24,7 @@ def keys(
     aliases: list[FromClause] = []
     conds: list[ColumnElement[bool]] = []
     for position, (sub, part) in enumerate(value.parts, start=1):
-        t = index_table(table_name(sub, None))
+        t = statement_index_table(table_name(sub, None))
         aliases.append(t)
         conds += [t.c.comp == position, value_match(t, sub, None, part)]
     first = aliases[0]

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, FromClause, Table
 from dhr.errors import bad_request
 from dhr.search.registry import SearchParam
 from dhr.search.sql import date, number, quantity, reference, string, token, uri
+from dhr.search.sql.aliases import alias_of
 from dhr.search.sql.values import Quantity, Range, Ref, Text, Token, Uri, Value
 from dhr.store.models import INDEX_TABLES, Base
 
@@ -29,6 +30,12 @@ _TABLES: dict[str, Table] = {name: Base.metadata.tables[f"ix_{name}"] for name i
 def index_table(name: str) -> FromClause:
     """A fresh alias of index table ``name`` (``token``, ``string``...)."""
     return _TABLES[name].alias()
+
+
+def statement_index_table(name: str) -> FromClause:
+    """An alias of index table ``name`` for the search statement being built, kept from one
+    statement to the next (:mod:`dhr.search.sql.aliases`)."""
+    return alias_of(_TABLES[name])
 
 
 def table_name(param: SearchParam, modifier: str | None) -> str:
