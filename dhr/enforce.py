@@ -52,7 +52,6 @@ from dhr.search.compile import Criteria, count_query, matching_ids, page_query
 from dhr.search.params import Chain, Criterion, Guarded, Has, Include, SortKey
 from dhr.search.sql.aliases import one_statement
 from dhr.store import access_store, audit_store, auth_client_store, source_store
-from dhr.store.patient_key import SEVERAL
 from dhr.store.repository import ResourceRepository, StoredVersion, stamp
 
 __all__ = ["OPEN_ACCESS", "EnforcingRepository", "HistoryPage", "Principal", "forbidden"]
@@ -170,12 +169,7 @@ class EnforcingRepository:
     def _seen(self, stored: StoredVersion | None) -> StoredVersion | None:
         if stored is None:
             return None
-        if stored.data is not None and stored.patient != SEVERAL:
-            # read with the current version: the row's patient key names its one patient (or
-            # none), as parsing the content would (dhr/store/patient_key.py), for half the cost
-            self.audit.touched(stored.res_type, stored.res_id, stored.patient)
-        else:
-            self.audit.touched_resource(stored.res_type, stored.res_id, stored.data)
+        self.audit.touched_stored(stored.res_type, stored.res_id, stored.data, stored.patient)
         return stored
 
     def _hidden(self, stored: StoredVersion, action: str) -> None:

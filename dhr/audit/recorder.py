@@ -210,21 +210,24 @@ class AuditRecorder:
         if self.enabled:
             self._bucket(res_type, res_id).touches.append(_Touch(res_type, res_id, content))
 
-    def touched_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Record search-style rows ``(key, res_type, res_id, data, ..., patient key)``.
+    def touched_stored(
+        self, res_type: str, res_id: str, content: Content, patient_key: str | None
+    ) -> None:
+        """Record a stored resource read with its row's patient key (:mod:`dhr.store.patient_key`),
+        which names its one patient, or none, as working it out from the content would, at no
+        cost; only content whose key says several patients (or was never worked out) is parsed."""
+        if content is not None and patient_key != SEVERAL:
+            self.touched(res_type, res_id, patient_key)
+        else:
+            self.touched_resource(res_type, res_id, content)
 
-        The row's patient key (:mod:`dhr.store.patient_key`) names its one patient, or none, as
-        working it out from the content would, at no cost; only a row whose key says several
-        patients (or was never worked out) has its content parsed."""
-        if not self.enabled:
-            return
-        for row in rows:
-            data, patient = row[3], row[-1]
-            if patient == SEVERAL or data is None:
+    def touched_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Record search-style rows ``(key, res_type, res_id, data, ..., patient key)``."""
+        if self.enabled:
+            for row in rows:
+                data = row[3]
                 content = bytes(data) if data is not None else None
-                self.touched_resource(str(row[1]), str(row[2]), content)
-            else:
-                self.touched(str(row[1]), str(row[2]), patient)
+                self.touched_stored(str(row[1]), str(row[2]), content, row[-1])
 
     def denied(self, reason: str, res_type: str, res_id: str, content: Content = None) -> None:
         """Record a denial and its real reason (the client may only see a 404), naming the
