@@ -25,10 +25,12 @@ same person), the other half by one source only, alternately A and B.
 
 Printed: resources/s, the ``fhir.resources`` R4B validation-only rate on the same resources in
 the same run (measured just before and just after each load, as ``bench/search.py`` does), the
-ratio (targets >= 0.4 for transactions, >= 0.6 for ``$import``) and the linkage: for every NHS
-number sent by both sources, exactly one master Patient (``_tag=record-role|master``) whose
-``$everything`` (https://hl7.org/fhir/R4/patient-operation-everything.html) holds every
-patient-compartment resource both sources sent (target 100%).
+ratio (targets >= 0.4 for transactions, >= 0.6 for ``$import``; the server's default validation
+workers, ADR 0011, with the same loads validated in-line beside them as info) and the linkage:
+for every NHS number sent by both sources, exactly one master Patient
+(``_tag=record-role|master``) whose ``$everything``
+(https://hl7.org/fhir/R4/patient-operation-everything.html) holds every patient-compartment
+resource both sources sent (target 100%).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from dhr.fhir.types import model_class  # noqa: E402
 from dhr.record.sources import register_source  # noqa: E402
 from dhr.record.vocab import NHS_NUMBER_SYSTEM, RECORD_ROLE_SYSTEM, ROLE_MASTER  # noqa: E402
 from dhr.search.compartment import compartment  # noqa: E402
+from dhr.settle import settle  # noqa: E402
 from dhr.store import db  # noqa: E402
 
 Resource = dict[str, Any]
@@ -191,11 +194,17 @@ def throwaway(engine_name: str, server_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def open_services(url: str, data_dir: Path) -> tuple[Services, dict[str, Resource]]:
-    """A migrated database with both sources registered; their private keys by client id."""
+def open_services(
+    url: str, data_dir: Path, workers: int | None = None
+) -> tuple[Services, dict[str, Resource]]:
+    """A migrated database with both sources registered; their private keys by client id.
+    ``workers``: validation processes (ADR 0011; None: the server's default, 0: in-line)."""
     engine = db.make_engine(url)
     db.upgrade(engine)
-    services = Services(Settings(database_url=url, data_dir=data_dir), engine)
+    extra = {} if workers is None else {"validation_workers": workers}
+    settings = Settings(database_url=url, data_dir=data_dir, **extra)
+    services = Services(settings, engine)
+    settle(settings)  # what the server does once started: validation workers, gc.freeze
     keys: dict[str, Resource] = {}
     for s in SOURCES:
         private, public = new_key_pair("RS384")
@@ -461,10 +470,12 @@ def profiled(sort: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fresh(name: str, args: argparse.Namespace, keydir: Path) -> Iterator[tuple[Services, Send]]:
+def fresh(
+    name: str, args: argparse.Namespace, keydir: Path, workers: int | None = None
+) -> Iterator[tuple[Services, Send]]:
     """A fresh database with the sources registered, and how to send to it."""
     with throwaway(name, args.database_url) as url:
-        services, keys = open_services(url, keydir)
+        services, keys = open_services(url, keydir, workers)
         try:
             with contextlib.ExitStack() as stack:
                 send = (
@@ -514,6 +525,21 @@ def bench_engine(name: str, work: list[Sent], args: argparse.Namespace) -> None:
                 else:
                     rows.append(ratio_row(f"$import NDJSON ({how})", timed, IMPORT_TARGET))
                     rows.append(link_row("linkage after $import", linkage(services, work, False)))
+        if not args.no_inline:
+            # The same two loads with validation in the request's own process (ADR 0011): what
+            # one core does, beside the figures above, which use the validation workers too.
+            print(f"[{name}] again, validating in-line (no workers) ...", flush=True)
+            with fresh(name, args, keydir, workers=0) as (services, send):
+                timed = send_transactions(send, work)
+            rows.append(
+                (*ratio_row("transactions, in-line validation", timed, TX_TARGET)[:5], "info")
+            )
+            if not args.no_import:
+                with fresh(name, args, keydir, workers=0) as (services, send):
+                    timed, why = send_imports(send, work)
+                if why is None:
+                    label = "$import, in-line validation"
+                    rows.append((*ratio_row(label, timed, IMPORT_TARGET)[:5], "info"))
     print(f"\n{name} ({time.perf_counter() - started:.0f}s)")
     header = ("measure", "DHR", "R4B validation", "ratio", "target", "verdict")
     print_table(header, rows, {0, 5})
@@ -529,6 +555,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N Bundle files")
     parser.add_argument("--http", action="store_true", help="through uvicorn with real tokens")
     parser.add_argument("--no-import", action="store_true", help="skip the $import pass")
+    parser.add_argument(
+        "--no-inline",
+        action="store_true",
+        help="skip the info runs that validate in the request's own process (no workers)",
+    )
     parser.add_argument(
         "--profile",
         choices=["cumulative", "tottime"],

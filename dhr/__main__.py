@@ -4,4 +4,5 @@ import sys
 
 from dhr.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned validation worker imports this module
+    sys.exit(main())

@@ -33,6 +33,7 @@ from dhr.config import Settings
 from dhr.errors import FhirError, Issue, operation_outcome
 from dhr.fhir import jsonio
 from dhr.interactions import bundle  # noqa: F401 - registers the batch/transaction processor
+from dhr.settle import settle
 from dhr.store import db
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        settle(settings)
         if chainer is not None:
             chainer.start()
         try:

@@ -5,6 +5,7 @@ Nothing outside this module reads ``os.environ``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -96,6 +97,16 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
     max_bundle_entries: int = Field(default=10_000, ge=1)
+    validation_workers: int = Field(
+        default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)),
+        ge=0,
+        le=64,
+        description="processes that validate large writes beside the request (0: none; "
+        "default: one fewer than the CPUs, at most 4)",
+    )
+    validation_pool_min: int = Field(
+        default=64, ge=1, description="resources a write needs for its validation to go there"
+    )
     log_sql: bool = False
     # Authorisation (SMART App Launch 2.2, https://hl7.org/fhir/smart-app-launch/).
     auth_enabled: bool = Field(

@@ -60,6 +60,7 @@ from dhr.loading.files import UsageError, discover, kind_of, ndjson_lines, read_
 from dhr.loading.progress import Progress
 from dhr.operations.bulk_import import FHIR_NDJSON
 from dhr.record.sources import Source
+from dhr.settle import settle
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -454,6 +455,7 @@ def run_load(
                 return EXIT_USAGE
             principal = source_principal(source.client_id)
         services = Services(settings, engine)
+        settle(settings)
         result = load_files(services, files, len(files), err, principal, source_id is not None)
         db.analyze(engine)
     finally:

@@ -149,8 +149,15 @@ def live_server(
     # The session's server serves the tests of everything but the consent policy, so it runs the
     # direct-care implicit policy (no care relationship needed; consent, labels, controllers and
     # opt-outs still apply in every statement). tests/dhr/consent runs the default on its own.
+    # Its transactions and imports of two or more resources are validated in the worker pool
+    # (dhr.fhir.validate_pool; the server's default is 64), so every transaction and $import test
+    # checks that the pool answers exactly as in-line validation does.
     settings = make_settings(
-        database_url, tmp_path_factory.mktemp("data"), consent_implicit="direct-care"
+        database_url,
+        tmp_path_factory.mktemp("data"),
+        consent_implicit="direct-care",
+        validation_workers=1,
+        validation_pool_min=2,
     )
     yield from running(settings, engine)
 

@@ -51,6 +51,15 @@ def resource_type_of(data: dict[str, Any]) -> str:
         ) from None
 
 
+def check_resource_id(rtype: str, data: dict[str, Any]) -> None:
+    """A body's ``id``, when it has one, must be a valid FHIR id (400 naming ``Type.id``)."""
+    rid = data.get("id")
+    if rid is not None:
+        if not isinstance(rid, str):
+            raise bad_request("Resource.id must be a string", "invalid-id", f"{rtype}.id")
+        check_id(rid, "Resource id")
+
+
 def validate_resource(data: dict[str, Any], expected_type: str | None = None) -> str:
     """Validate ``data`` as a FHIR R4 resource; return its type or raise a 400 OperationOutcome
     (422 for a Patient whose NHS number fails the Modulus 11 check).
@@ -64,11 +73,7 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
             "wrong-resource-type",
             "resourceType",
         )
-    rid = data.get("id")
-    if rid is not None:
-        if not isinstance(rid, str):
-            raise bad_request("Resource.id must be a string", "invalid-id", f"{rtype}.id")
-        check_id(rid, "Resource id")
+    check_resource_id(rtype, data)
     try:
         model = model_class(rtype).model_validate(data)
     except ValidationError as exc:

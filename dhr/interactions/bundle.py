@@ -38,6 +38,7 @@ from dhr.interactions.bundle_entries import (
     response_entry,
 )
 from dhr.interactions.bundle_transaction import run_transaction
+from dhr.interactions.bundle_validation import validate_aside
 
 KINDS = ("batch", "transaction")
 
@@ -74,7 +75,8 @@ def process_bundle(services: Services, req: FhirRequest, principal: Principal) -
         for entry in entries:
             _refuse_nested(entry)
         entity = f"Bundle/{data['id']}" if isinstance(data.get("id"), str) else ""
-        bundle = run_transaction(services, entries, principal, entity)
+        pending = validate_aside(services.settings, entries)
+        bundle = run_transaction(services, entries, principal, entity, pending)
     else:
         bundle = {
             "resourceType": "Bundle",

@@ -16,6 +16,7 @@ touched) through the sink, and a failure to audit that turns the answer into a 5
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,9 +34,10 @@ from dhr.audit.recorder import (
 )
 from dhr.auth.model import Principal
 from dhr.context import RequestContext
-from dhr.errors import FhirError, bad_request, conflict
+from dhr.errors import FhirError, Issue, bad_request, conflict
 from dhr.fhir.ids import check_id, new_id
 from dhr.fhir.types import check_type
+from dhr.fhir.validate_pool import Pending
 from dhr.interactions import create
 from dhr.interactions.bundle_entries import BundleEntry, response_entry
 from dhr.interactions.bundle_refs import ReferenceResolver
@@ -47,22 +49,27 @@ _PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
 def run_transaction(
-    services: Services, entries: list[BundleEntry], principal: Principal, entity: str = ""
+    services: Services,
+    entries: list[BundleEntry],
+    principal: Principal,
+    entity: str = "",
+    pending: Pending | None = None,
 ) -> dict[str, Any]:
     """Run ``entries`` atomically as ``principal`` and return the ``transaction-response``
-    Bundle; every entry is enforced on its own, and a forbidden one fails the whole."""
+    Bundle; every entry is enforced on its own, and a forbidden one fails the whole. With
+    ``pending`` (resources being validated in the worker pool) nothing commits before every
+    verdict is in."""
     write = any(e.method not in ("GET", "HEAD") for e in entries)
     recorder = services.recorder(principal)
     try:
         with unit_of_work(services.engine, write=write) as session:
             ctx = services.context(session, principal, recorder)
-            if write and ctx.repo.source() is not None:
-                # Imported here: the ingest planner runs this module's Transaction.
-                from dhr.record.ingest import ingest_entries
-
-                results = ingest_entries(ctx, entries, entity or f"transaction {ctx.request_id}")
-            else:
-                results = Transaction(ctx, entries).run()
+            try:
+                results = _run(ctx, entries, write, entity)
+            except Exception:
+                _raise_invalid(pending, entries)  # an invalid resource explains what followed
+                raise
+            _raise_invalid(pending, entries)
             if write:
                 services.sink.insert(session, _entry_events(recorder, entries, results))
     except FhirError as exc:
@@ -87,6 +94,28 @@ def run_transaction(
     }
 
 
+def _run(
+    ctx: RequestContext, entries: list[BundleEntry], write: bool, entity: str
+) -> dict[int, FhirResponse]:
+    if write and ctx.repo.source() is not None:
+        # Imported here: the ingest planner runs this module's Transaction.
+        from dhr.record.ingest import ingest_entries
+
+        return ingest_entries(ctx, entries, entity or f"transaction {ctx.request_id}")
+    return Transaction(ctx, entries).run()
+
+
+def _raise_invalid(pending: Pending | None, entries: list[BundleEntry]) -> None:
+    """Wait for the pool's verdicts; an invalid resource fails the transaction at its entry."""
+    if pending is None:
+        return
+    found = pending.failures()
+    if found:
+        index = min(found)
+        entry = next(e for e in entries if e.index == index)
+        raise failed_at(entry, found[index])
+
+
 def _entry_events(
     recorder: AuditRecorder, entries: list[BundleEntry], results: dict[int, FhirResponse]
 ) -> list[AuditRecord]:
@@ -108,17 +137,33 @@ def _entry_events(
     return out
 
 
-def _failed(entry: BundleEntry, exc: FhirError) -> FhirError:
-    """``exc`` restated as the failure of the whole transaction at ``entry``."""
+def failed_at(entry: BundleEntry, exc: FhirError) -> FhirError:
+    """``exc`` restated as the failure of the whole transaction at ``entry``; a path into the
+    entry's resource (``Patient.name[0]``) is given from the Bundle too
+    (``Bundle.entry[2].resource.name[0]``)."""
+    rebased = tuple(_from_bundle(entry, e) for e in exc.expression)
     return FhirError(
         exc.status,
         exc.code,
         f"Transaction failed at {entry.describe()}; nothing was written: {exc.diagnostics}",
         exc.message_code,
-        (entry.where, *exc.expression),
-        exc.extra_issues,
+        tuple(dict.fromkeys((entry.where, *exc.expression, *rebased))),
+        tuple(_issue_from_bundle(entry, i) for i in exc.extra_issues),
         {k: v for k, v in exc.headers.items() if k == "Retry-After"},
     )
+
+
+def _from_bundle(entry: BundleEntry, expression: str) -> str:
+    res_type = (entry.resource or {}).get("resourceType")
+    head, dot, rest = expression.partition(".")
+    if dot and isinstance(res_type, str) and head == res_type:
+        return f"{entry.where}.resource.{rest}"
+    return expression
+
+
+def _issue_from_bundle(entry: BundleEntry, issue: Issue) -> Issue:
+    expression = tuple(_from_bundle(entry, e) for e in issue.expression)
+    return replace(issue, expression=expression)
 
 
 class Transaction:
@@ -162,9 +207,9 @@ class Transaction:
         try:
             step(entry)
         except FhirError as exc:
-            raise _failed(entry, exc) from None
+            raise failed_at(entry, exc) from None
         except DBAPIError as exc:
-            raise _failed(entry, database_error(exc)) from None
+            raise failed_at(entry, database_error(exc)) from None
 
     # -- ids for fullUrls ------------------------------------------------------------------
 

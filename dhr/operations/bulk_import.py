@@ -60,8 +60,8 @@ from dhr.api.message import FhirRequest, FhirResponse
 from dhr.context import RequestContext
 from dhr.enforce import forbidden
 from dhr.errors import FhirError, Issue, operation_outcome, unsupported_media_type
-from dhr.fhir import jsonio
-from dhr.fhir.validate import validate_resource
+from dhr.fhir import jsonio, validate_pool
+from dhr.fhir.validate import check_resource_id, resource_type_of, validate_resource
 from dhr.interactions.bundle_entries import BundleEntry
 
 if TYPE_CHECKING:
@@ -106,13 +106,26 @@ def line_limit(max_bundle_entries: int) -> int:
 
 
 def run_import(ctx: RequestContext, body: bytes, entity: str) -> ImportResult:
-    """Validate every line of ``body``, then ingest them all (raises FhirError: nothing kept)."""
+    """Validate every line of ``body``, then ingest them all (raises FhirError: nothing kept).
+
+    A large body is validated in the worker pool (:mod:`dhr.fhir.validate_pool`) while the
+    ingest runs; its verdicts are in before the unit of work can commit, and an invalid line is
+    the answer whatever the ingest made of it."""
     # Imported here: the planner runs transactions, which import the dispatcher and so this.
     from dhr.record.ingest import ingest
 
-    entries = parse_lines(body, line_limit(ctx.settings.max_bundle_entries))
+    lines = split_lines(body, line_limit(ctx.settings.max_bundle_entries))
+    pending = validate_pool.aside(ctx.settings, len(lines))
+    entries, problems = parse_lines(lines, pending)
     try:
-        _, outcome = ingest(ctx, entries, entity)
+        if problems:
+            raise _bad_lines(_with_verdicts(problems, pending), len(lines))
+        try:
+            _, outcome = ingest(ctx, entries, entity)
+        except Exception:
+            _raise_invalid(pending, len(lines))
+            raise
+        _raise_invalid(pending, len(lines))
     except FhirError as exc:
         raise _at_line(exc) from None
     finally:
@@ -120,11 +133,27 @@ def run_import(ctx: RequestContext, body: bytes, entity: str) -> ImportResult:
     return ImportResult(len(entries), outcome)
 
 
+def _with_verdicts(
+    problems: list[tuple[int, FhirError]], pending: validate_pool.Pending | None
+) -> list[tuple[int, FhirError]]:
+    """The lines the request found bad, with those the pool found invalid, in line order."""
+    if pending is None:
+        return problems
+    bad = {number for number, _ in problems}
+    found = [(i + 1, exc) for i, exc in pending.failures().items() if i + 1 not in bad]
+    return sorted(problems + found, key=lambda p: p[0])
+
+
+def _raise_invalid(pending: validate_pool.Pending | None, total: int) -> None:
+    if pending is not None and (found := _with_verdicts([], pending)):
+        raise _bad_lines(found, total)
+
+
 # -- lines -----------------------------------------------------------------------------------
 
 
-def parse_lines(body: bytes, limit: int) -> list[BundleEntry]:
-    """One POST entry per non-blank line; every bad line reported at once (400/422/413)."""
+def split_lines(body: bytes, limit: int) -> list[tuple[int, bytes]]:
+    """The non-blank lines with their numbers (from 1); none or too many is a 400/413."""
     lines = [(n, raw.strip()) for n, raw in enumerate(body.split(b"\n"), start=1)]
     lines = [(n, raw) for n, raw in lines if raw]
     if not lines:
@@ -136,13 +165,26 @@ def parse_lines(body: bytes, limit: int) -> list[BundleEntry]:
             f"The body has {len(lines)} resources; $import takes at most {limit} per request",
             "import-too-many-lines",
         )
+    return lines
+
+
+def parse_lines(
+    lines: list[tuple[int, bytes]], pending: validate_pool.Pending | None = None
+) -> tuple[list[BundleEntry], list[tuple[int, FhirError]]]:
+    """One POST entry per line, and the lines found bad. With ``pending`` the lines are only
+    checked for JSON, ``resourceType`` and ``id`` here and validated in the pool."""
     entries: list[BundleEntry] = []
     problems: list[tuple[int, FhirError]] = []
     seen: dict[str, int] = {}
     for number, raw in lines:
         try:
             resource = jsonio.parse_object(raw, "line")
-            res_type = validate_resource(resource)
+            if pending is None:
+                res_type = validate_resource(resource)
+            else:
+                res_type = resource_type_of(resource)
+                check_resource_id(res_type, resource)
+                pending.add(number - 1, raw, None)
         except FhirError as exc:
             problems.append((number, exc))
             continue
@@ -158,9 +200,7 @@ def parse_lines(body: bytes, limit: int) -> list[BundleEntry]:
                 continue
         entry = BundleEntry(number - 1, "POST", res_type, None, resource, {}, validated=True)
         entries.append(entry)
-    if problems:
-        raise _bad_lines(problems, len(lines))
-    return entries
+    return entries, problems
 
 
 def _bad_lines(problems: list[tuple[int, FhirError]], total: int) -> FhirError:

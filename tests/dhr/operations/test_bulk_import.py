@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from dhr.errors import FhirError, Issue
-from dhr.operations.bulk_import import _at_line, parse_lines
+from dhr.operations.bulk_import import _at_line, parse_lines, split_lines
 from tests.dhr.record.sources_fixture import (
     NHS,
     ROLE,
@@ -195,9 +195,11 @@ def test_the_body_must_be_ndjson(client: httpx.Client, feeds: dict[str, Feed]) -
 
 def test_the_line_cap_is_a_413() -> None:
     body = ndjson(patient("a", None), patient("b", None), patient("c", None))
-    assert [e.index for e in parse_lines(body, 3)] == [0, 1, 2]
+    entries, problems = parse_lines(split_lines(body, 3))
+    assert [e.index for e in entries] == [0, 1, 2]
+    assert problems == []
     with pytest.raises(FhirError) as caught:
-        parse_lines(body, 2)
+        split_lines(body, 2)
     assert caught.value.status == 413
 
 
@@ -218,3 +220,21 @@ def test_ingest_errors_name_the_line_not_the_bundle_entry() -> None:
     assert restated.expression == ("line[4]", "line[4].subject")
     assert restated.extra_issues[0].diagnostics == "see line 1"
     assert restated.extra_issues[0].expression == ("line[1]",)
+
+
+def test_a_misshapen_line_is_a_400_whatever_the_ingest_made_of_it(
+    client: httpx.Client, feeds: dict[str, Feed]
+) -> None:
+    # The session's server validates the lines in the worker pool while the ingest runs; the
+    # planner meets this meta (a list) before the verdict is in, and the verdict is the answer.
+    bad = {**observation("o-2", "Patient/p-1"), "meta": [{"source": "elsewhere"}]}
+    body = ndjson(patient("p-1", nhs_number()), observation("o-1", "Patient/p-1"), bad)
+    response = post(feeds["emis"], body)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["diagnostics"].startswith("1 of 3 lines are not valid"), issue
+    assert any(
+        e.startswith("line[3]") for i in response.json()["issue"] for e in i.get("expression", [])
+    )
+    assert total(client, "Patient") == 0
+    assert total(client, "Observation") == 0

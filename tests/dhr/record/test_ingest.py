@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.dhr.record.sources_fixture import (
@@ -298,3 +299,30 @@ def test_a_single_write_by_a_source_is_audited_with_its_patient(
     patients = {r[0] for r in rows}
     assert None not in patients
     assert master in patients or f"Patient/{master}" in patients, (patients, record)
+
+
+# The session's server validates these transactions in the worker pool (tests/conftest.py) while
+# the ingest plans and writes them: resources shaped so that the planner meets the wrong shape
+# before any verdict is in still get the validation's 400, and nothing is written.
+MISSHAPEN = {
+    "a subject that is a string, not a Reference": ("subject", "Patient/123"),
+    "identifiers that are an object, not a list": ("identifier", {"system": "x", "value": "1"}),
+    "a meta that is a list": ("meta", [{"source": "elsewhere"}]),
+    "an id that is a number": ("id", 12),
+}
+
+
+@pytest.mark.parametrize("why", sorted(MISSHAPEN))
+def test_a_misshapen_resource_is_a_400_whatever_the_ingest_made_of_it(
+    client: httpx.Client, feeds: dict[str, Feed], why: str
+) -> None:
+    pat = patient_entry("e-pat-9", nhs_number())
+    obs = observation_entry("e-obs-9", pat["fullUrl"])
+    element, value = MISSHAPEN[why]
+    obs["resource"][element] = value
+    sent = feeds["emis"].send([pat, obs, observation_entry("e-obs-10", pat["fullUrl"])])
+    assert sent.status_code == 400, sent.text
+    issue = sent.json()["issue"][0]
+    assert "Bundle.entry[1]" in issue["expression"], issue
+    for res_type in ("Patient", "Observation", "Provenance"):
+        assert client.get(res_type, params={"_summary": "count"}).json()["total"] == 0

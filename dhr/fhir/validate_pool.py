@@ -1,0 +1,179 @@
+"""Validation of a large write in worker processes, while the request goes on without waiting.
+
+https://hl7.org/fhir/R4/validation.html; ADR 0011. Validating a resource against the
+``fhir.resources`` models (:func:`dhr.fhir.validate.validate_resource`) is the largest single cost
+of an ingest, and it depends on nothing but the resource. A transaction Bundle or ``$import`` with
+at least ``validation_pool_min`` resources therefore hands them, serialised, to a pool of
+``validation_workers`` processes (``spawn``ed, so they share no lock or connection with the
+server) and plans and writes them in its own unit of work meanwhile. Before that unit of work
+commits, :meth:`Pending.failures` waits for the verdicts: any invalid resource fails the request
+with exactly the OperationOutcome in-process validation gives, and it is the answer even when the
+speculative write failed first (an invalid resource explains whatever followed from it). Nothing
+commits unvalidated.
+
+A worker that dies, or a pool that cannot start, costs speed, never an answer: the chunks it held
+are validated in the request's own process. ``validation_workers = 0`` turns the pool off.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
+
+from dhr.errors import FhirError, Issue
+from dhr.fhir import jsonio
+from dhr.fhir.validate import validate_resource
+
+if TYPE_CHECKING:
+    from dhr.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32  # resources a worker validates per task
+WAIT_SECONDS = 600.0  # past this a chunk is validated here instead (a stuck worker)
+
+# One resource to validate: (the caller's index, its JSON, the type its URL names or None).
+Item = tuple[int, bytes, str | None]
+# One failure, picklable: (index, status, code, diagnostics, message code, expression, issues).
+Failure = tuple[int, int, str, str, str, tuple[str, ...], tuple[Issue, ...]]
+
+
+def check_chunk(items: list[Item]) -> list[Failure]:
+    """Validate ``items``; the failures (what runs in a worker, and here when none can)."""
+    out: list[Failure] = []
+    for index, raw, expected in items:
+        try:
+            validate_resource(jsonio.parse_object(raw), expected)
+        except FhirError as exc:
+            where = (exc.diagnostics, exc.message_code, exc.expression, exc.extra_issues)
+            out.append((index, exc.status, exc.code, *where))
+    return out
+
+
+def _as_error(failure: Failure) -> FhirError:
+    _, status, code, diagnostics, message_code, expression, extra = failure
+    return FhirError(status, code, diagnostics, message_code, expression, extra)
+
+
+def _start_worker() -> None:
+    """Import every model before the first task, then keep them out of the collector's way."""
+    from dhr.fhir.types import model_class, resource_types
+
+    for name in resource_types():
+        model_class(name)
+    gc.collect()
+    gc.freeze()
+
+
+def _ready() -> bool:
+    return True
+
+
+class Pending:
+    """The validations one request started; :meth:`failures` waits for their verdicts."""
+
+    def __init__(self, pool: ValidationPool, workers: int) -> None:
+        self._pool = pool
+        self._workers = workers
+        self._chunk: list[Item] = []
+        self._chunks: list[tuple[list[Item], Future[list[Failure]] | None]] = []
+
+    def add(self, index: int, raw: bytes, expected: str | None) -> None:
+        """Queue one resource; every :data:`CHUNK` of them go to a worker at once."""
+        self._chunk.append((index, raw, expected))
+        if len(self._chunk) >= CHUNK:
+            self._send()
+
+    def failures(self) -> dict[int, FhirError]:
+        """Every invalid resource's error by index (lowest first); empty when all are valid."""
+        self._send()
+        found: list[Failure] = []
+        for items, future in self._chunks:
+            found += self._verdict(items, future)
+        self._chunks = []
+        return {f[0]: _as_error(f) for f in sorted(found, key=lambda f: f[0])}
+
+    def _send(self) -> None:
+        if self._chunk:
+            chunk, self._chunk = self._chunk, []
+            self._chunks.append((chunk, self._pool.submit(chunk, self._workers)))
+
+    def _verdict(self, items: list[Item], future: Future[list[Failure]] | None) -> list[Failure]:
+        if future is not None:
+            try:
+                return future.result(timeout=WAIT_SECONDS)
+            except (BrokenProcessPool, FutureTimeout, OSError) as exc:
+                log.warning("validation worker failed (%s); validating here instead", exc)
+                self._pool.reset()
+        return check_chunk(items)
+
+
+def aside(settings: Settings, count: int) -> Pending | None:
+    """Validation in the pool for a write of ``count`` resources, or None: validate in-line."""
+    workers = settings.validation_workers
+    if workers <= 0 or count < settings.validation_pool_min:
+        return None
+    return Pending(POOL, workers)
+
+
+class ValidationPool:
+    """The process's one pool of validation workers, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._workers = 0
+
+    def start(self, workers: int) -> None:
+        """Spawn ``workers`` processes now (they take a few seconds to import the models)."""
+        executor = self._get(workers)
+        try:
+            for _ in range(workers if executor is not None else 0):
+                executor.submit(_ready)  # type: ignore[union-attr]
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            log.warning("validation pool cannot start (%s)", exc)
+            self.reset()
+
+    def submit(self, chunk: list[Item], workers: int) -> Future[list[Failure]] | None:
+        """Start validating ``chunk`` in a worker; None when no worker can take it."""
+        executor = self._get(workers)
+        if executor is None:
+            return None
+        try:
+            return executor.submit(check_chunk, chunk)
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            log.warning("validation pool unavailable (%s); validating in the request", exc)
+            self.reset()
+            return None
+
+    def reset(self) -> None:
+        """Drop a broken pool; the next submit starts a new one."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _get(self, workers: int) -> ProcessPoolExecutor | None:
+        if workers <= 0:
+            return None
+        with self._lock:
+            if self._executor is None:
+                try:
+                    self._executor = ProcessPoolExecutor(
+                        max_workers=workers,
+                        mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_start_worker,
+                    )
+                except OSError as exc:
+                    log.warning("validation pool cannot start (%s)", exc)
+                    return None
+            return self._executor
+
+
+POOL = ValidationPool()

@@ -1,0 +1,40 @@
+"""What a serving process does once start-up is over (ADR 0011).
+
+1. Start the validation workers (:mod:`dhr.fhir.validate_pool`) so that the first large write
+   does not wait for them to import the models.
+2. Take what start-up built (the ``fhir.resources`` models, SQLAlchemy's tables, the search
+   parameter registry: several hundred thousand objects that live as long as the process) out of
+   the cyclic garbage collector's reach with :func:`gc.freeze`, and collect the young generation
+   less often (``gc.set_threshold``). A collection of the oldest generation otherwise walks them
+   all, and an ingest, which allocates a great deal, triggers many
+   (https://docs.python.org/3/library/gc.html#gc.freeze).
+
+Freezing happens once per process: what a later call would freeze may include objects that become
+garbage afterwards, which a frozen generation never frees.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from dhr.config import Settings
+from dhr.fhir.validate_pool import POOL
+
+YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+
+_lock = threading.Lock()
+_frozen: list[bool] = []  # holds True once this process has frozen
+
+
+def settle(settings: Settings) -> None:
+    """Start the validation workers and, the first time, freeze start-up's objects."""
+    POOL.start(settings.validation_workers)
+    with _lock:
+        if _frozen:
+            return
+        _frozen.append(True)
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)

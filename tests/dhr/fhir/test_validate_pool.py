@@ -1,0 +1,90 @@
+"""The validation pool (dhr.fhir.validate_pool, ADR 0011): a worker process answers exactly as
+in-line validation (https://hl7.org/fhir/R4/validation.html) does, and a worker that dies costs
+speed, never a verdict."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import orjson
+import pytest
+
+from dhr.config import Settings
+from dhr.errors import FhirError
+from dhr.fhir.validate import validate_resource
+from dhr.fhir.validate_pool import CHUNK, POOL, Pending, aside, check_chunk
+
+
+def patient(i: int, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": f"p{i}", "gender": "female", **extra}
+
+
+def inline_error(resource: dict[str, Any], expected: str | None = None) -> FhirError:
+    with pytest.raises(FhirError) as caught:
+        validate_resource(resource, expected)
+    return caught.value
+
+
+BAD = {
+    3: patient(3, gender="x"),  # not in the required value set
+    40: patient(40, name=[{"family": 7}]),  # a number where a string belongs
+    41: {"resourceType": "Observation", "status": "final"},  # sent where a Patient belongs
+    70: patient(70, identifier=[{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "1"}]),
+}
+
+
+def resources() -> list[dict[str, Any]]:
+    return [BAD.get(i, patient(i)) for i in range(2 * CHUNK + 10)]
+
+
+def pending_for(items: list[dict[str, Any]]) -> Pending:
+    pending = Pending(POOL, 1)
+    for i, resource in enumerate(items):
+        pending.add(i, orjson.dumps(resource), "Patient" if i == 41 else None)
+    return pending
+
+
+def same(a: FhirError, b: FhirError) -> bool:
+    return a.outcome() == b.outcome() and a.status == b.status
+
+
+def test_a_worker_finds_every_invalid_resource_with_the_in_line_answer() -> None:
+    found = pending_for(resources()).failures()
+    assert sorted(found) == sorted(BAD)
+    for i, resource in BAD.items():
+        assert same(found[i], inline_error(resource, "Patient" if i == 41 else None)), i
+    assert found[70].status == 422  # an invalid NHS number stays a 422
+    assert found[41].message_code == "wrong-resource-type"  # not the type its URL names
+
+
+def test_valid_resources_have_no_failures_and_a_verdict_is_given_once() -> None:
+    pending = pending_for([patient(i) for i in range(CHUNK + 1)])
+    assert pending.failures() == {}
+    assert pending.failures() == {}
+
+
+def test_a_worker_that_dies_costs_speed_not_the_verdict() -> None:
+    POOL.start(1)
+    assert pending_for([patient(0)]).failures() == {}  # a worker is up
+    executor = POOL._executor  # the test kills its processes
+    assert executor is not None
+    for pid in list(executor._processes):
+        os.kill(pid, signal.SIGKILL)
+    found = pending_for(resources()).failures()  # validated here instead
+    assert sorted(found) == sorted(BAD)
+    assert sorted(pending_for(resources()).failures()) == sorted(BAD)  # and by a new pool
+
+
+def test_small_writes_and_a_pool_of_none_stay_in_line(tmp_path: Any) -> None:
+    settings = Settings(data_dir=tmp_path, validation_workers=1, validation_pool_min=10)
+    assert aside(settings, 9) is None
+    assert aside(settings, 10) is not None
+    off = Settings(data_dir=tmp_path, validation_workers=0, validation_pool_min=1)
+    assert aside(off, 1000) is None
+
+
+def test_the_in_process_fallback_is_the_same_function() -> None:
+    items = [(i, orjson.dumps(r), None) for i, r in enumerate(resources()) if i != 41]
+    assert [f[0] for f in check_chunk(items)] == [3, 40, 70]
