@@ -122,15 +122,24 @@ class ReferenceResolver:
 _Entry = tuple[Any, "tuple[_Entry, Any] | None"]
 
 
+# A reference found in a resource: the container holding it (as a walk met it) and its value.
+Found = tuple[_Entry, str]
+
+
 def walk_references(resource: dict[str, Any], fix: Callable[[str], str]) -> dict[str, Any]:
     """``resource`` with references passed through ``fix``, without recursion (no depth limit).
 
     Copy on write: only the containers on the way to a changed reference are copied (as plain
     dicts and lists); the rest is shared with ``resource``, which is never modified.
     """
-    copies: dict[int, Any] = {}
-    root: _Entry = (resource, None)
-    stack: list[_Entry] = [root]
+    return rewrite_found(resource, find_references(resource), fix)
+
+
+def find_references(resource: dict[str, Any]) -> list[Found]:
+    """Every ``reference`` string in ``resource``, in the order :func:`walk_references` passes
+    them to its ``fix`` (a caller that walks a resource twice can find them once)."""
+    found: list[Found] = []
+    stack: list[_Entry] = [(resource, None)]
     push, pop = stack.append, stack.pop
     while stack:
         entry = pop()
@@ -140,9 +149,7 @@ def walk_references(resource: dict[str, Any], fix: Callable[[str], str]) -> dict
                 kind = value.__class__
                 if kind is str:
                     if key == "reference":
-                        new = fix(value)
-                        if new != value:
-                            _own(entry, copies)[key] = new
+                        found.append((entry, value))
                 elif kind is dict or kind is list or isinstance(value, dict | list):
                     push((value, (entry, key)))
         else:
@@ -150,6 +157,18 @@ def walk_references(resource: dict[str, Any], fix: Callable[[str], str]) -> dict
                 kind = value.__class__
                 if kind is dict or kind is list or isinstance(value, dict | list):
                     push((value, (entry, i)))
+    return found
+
+
+def rewrite_found(
+    resource: dict[str, Any], found: list[Found], fix: Callable[[str], str]
+) -> dict[str, Any]:
+    """:func:`walk_references` over references already found in the unchanged ``resource``."""
+    copies: dict[int, Any] = {}
+    for entry, value in found:
+        new = fix(value)
+        if new != value:
+            _own(entry, copies)["reference"] = new
     out = copies.get(id(resource))
     return dict(resource) if out is None else out
 

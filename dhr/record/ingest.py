@@ -40,7 +40,12 @@ from dhr.fhir.ids import new_id
 from dhr.fhir.instant import now_micros
 from dhr.fhir.types import check_type
 from dhr.interactions.bundle_entries import BundleEntry
-from dhr.interactions.bundle_refs import needs_resolution, walk_references
+from dhr.interactions.bundle_refs import (
+    Found,
+    find_references,
+    needs_resolution,
+    rewrite_found,
+)
 from dhr.interactions.bundle_transaction import Transaction
 from dhr.record import linkage, provenance
 from dhr.record.nhs_number import check_nhs_numbers, patient_nhs_number
@@ -72,6 +77,7 @@ class _Item:
     record: str | None = None  # the source's Patient record this is (Patient) or is about
     compartment: str | None = None  # the Patient whose compartment it lands in
     nhs_number: str | None = None  # Patients: a valid NHS number
+    references: list[Found] = field(default_factory=list)  # in body, found once (planning)
 
 
 @dataclass
@@ -272,7 +278,9 @@ class _Planner:
         wanted: dict[str, set[str]] = {}
         for item in self.items:
             if item.body is not None:
-                walk_references(item.body, lambda ref: self._want(ref, wanted))
+                item.references = find_references(item.body)
+                for _, ref in item.references:
+                    self._want(ref, wanted)
         for res_type, ids in wanted.items():
             keys = {f"id:{i}": i for i in ids}
             known = record_store.lookup_keys(self.conn, self.source.source_id, res_type, list(keys))
@@ -287,12 +295,11 @@ class _Planner:
                     self.ref_record[name] = server_id
                 self.refs[name] = target
 
-    def _want(self, ref: str, wanted: dict[str, set[str]]) -> str:
+    def _want(self, ref: str, wanted: dict[str, set[str]]) -> None:
         if ref not in self.refs:
             m = _RELATIVE.match(ref)
             if m is not None:
                 wanted.setdefault(m.group(1), set()).add(m.group(2))
-        return ref
 
     def _rewrite(self, item: _Item) -> tuple[dict[str, Any], bool]:
         """The body to write, and whether every reference in it is final (none needs the
@@ -311,7 +318,7 @@ class _Planner:
                 final = False
             return target
 
-        body = walk_references(item.body, fix)
+        body = rewrite_found(item.body, item.references, fix)
         if item.res_type == "Patient":
             body = self._patient_record(item, body)
             # _patient_record may add a link to Patient/{compartment}, a server id.
