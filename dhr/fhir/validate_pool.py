@@ -21,7 +21,8 @@ import gc
 import logging
 import multiprocessing
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 32  # resources a worker validates per task
-WAIT_SECONDS = 600.0  # past this a chunk is validated here instead (a stuck worker)
+WAIT_SECONDS = 600.0  # a request's verdicts not in by then are reached here (a stuck worker)
 
 # One resource to validate: (the caller's index, its JSON, the type its URL names or None).
 Item = tuple[int, bytes, str | None]
@@ -93,9 +94,10 @@ class Pending:
     def failures(self) -> dict[int, FhirError]:
         """Every invalid resource's error by index (lowest first); empty when all are valid."""
         self._send()
+        deadline = time.monotonic() + WAIT_SECONDS
         found: list[Failure] = []
         for items, future in self._chunks:
-            found += self._verdict(items, future)
+            found += self._verdict(items, future, deadline)
         self._chunks = []
         return {f[0]: _as_error(f) for f in sorted(found, key=lambda f: f[0])}
 
@@ -104,13 +106,16 @@ class Pending:
             chunk, self._chunk = self._chunk, []
             self._chunks.append((chunk, self._pool.submit(chunk, self._workers)))
 
-    def _verdict(self, items: list[Item], future: Future[list[Failure]] | None) -> list[Failure]:
+    def _verdict(
+        self, items: list[Item], future: Future[list[Failure]] | None, deadline: float
+    ) -> list[Failure]:
         if future is not None:
             try:
-                return future.result(timeout=WAIT_SECONDS)
-            except (BrokenProcessPool, FutureTimeout, OSError) as exc:
-                log.warning("validation worker failed (%s); validating here instead", exc)
-                self._pool.reset()
+                return future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except (BrokenProcessPool, FutureTimeout, CancelledError, OSError) as exc:
+                log.warning("validation worker failed (%r); validating here instead", exc)
+                if not isinstance(exc, CancelledError):
+                    self._pool.reset()
         return check_chunk(items)
 
 

@@ -88,3 +88,20 @@ def test_small_writes_and_a_pool_of_none_stay_in_line(tmp_path: Any) -> None:
 def test_the_in_process_fallback_is_the_same_function() -> None:
     items = [(i, orjson.dumps(r), None) for i, r in enumerate(resources()) if i != 41]
     assert [f[0] for f in check_chunk(items)] == [3, 40, 70]
+
+
+def test_a_pool_shut_down_under_a_request_still_gives_every_verdict() -> None:
+    pending = pending_for(resources())  # chunks queued for the worker ...
+    POOL.reset()  # ... and cancelled before it took them
+    assert sorted(pending.failures()) == sorted(BAD)
+
+
+def test_verdicts_not_in_by_the_deadline_are_reached_in_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dhr.fhir.validate_pool as pool_module
+
+    monkeypatch.setattr(pool_module, "WAIT_SECONDS", 0.0)  # no time to wait for a worker
+    found = pending_for(resources()).failures()
+    assert sorted(found) == sorted(BAD)
+    assert same(found[3], inline_error(BAD[3]))
