@@ -32,6 +32,7 @@ from dhr.auth.service import AuthServer
 from dhr.config import Settings
 from dhr.errors import FhirError, Issue, operation_outcome
 from dhr.fhir import jsonio
+from dhr.fhir.validate_pool import POOL
 from dhr.interactions import bundle  # noqa: F401 - registers the batch/transaction processor
 from dhr.settle import settle
 from dhr.store import db
@@ -60,6 +61,7 @@ def create_app(
         try:
             yield
         finally:
+            POOL.stop()
             sink.close()
             if chainer is not None:
                 chainer.stop()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK = 32  # resources a worker validates per task
+PARENT_POLL_SECONDS = 1.0  # how soon a worker notices that its server has gone
 WAIT_SECONDS = 600.0  # a request's verdicts not in by then are reached here (a stuck worker)
 
 # One resource to validate: (the caller's index, its JSON, the type its URL names or None).
@@ -62,14 +64,24 @@ def _as_error(failure: Failure) -> FhirError:
     return FhirError(status, code, diagnostics, message_code, expression, extra)
 
 
-def _start_worker() -> None:
-    """Import every model before the first task, then keep them out of the collector's way."""
+def _start_worker(parent: int) -> None:
+    """Import every model before the first task, keep them out of the collector's way, and
+    leave when the server does."""
     from dhr.fhir.types import model_class, resource_types
 
+    threading.Thread(target=_follow, args=(parent,), name="dhr-parent-watch", daemon=True).start()
     for name in resource_types():
         model_class(name)
     gc.collect()
     gc.freeze()
+
+
+def _follow(parent: int) -> None:
+    """End this worker once its server process is gone, however that ended (a killed server
+    never tells its workers; they would otherwise wait on the task queue forever)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -157,6 +169,13 @@ class ValidationPool:
             self.reset()
             return None
 
+    def stop(self) -> None:
+        """Shut the workers down (server shutdown); a later submit starts new ones."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
     def reset(self) -> None:
         """Drop a broken pool; the next submit starts a new one."""
         with self._lock:
@@ -174,6 +193,7 @@ class ValidationPool:
                         max_workers=workers,
                         mp_context=multiprocessing.get_context("spawn"),
                         initializer=_start_worker,
+                        initargs=(os.getpid(),),
                     )
                 except OSError as exc:
                     log.warning("validation pool cannot start (%s)", exc)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -105,3 +109,41 @@ def test_verdicts_not_in_by_the_deadline_are_reached_in_the_request(
     found = pending_for(resources()).failures()
     assert sorted(found) == sorted(BAD)
     assert same(found[3], inline_error(BAD[3]))
+
+
+SERVER = """
+import os, sys, time
+from dhr.fhir.validate_pool import POOL
+POOL.start(1)
+executor = POOL._executor
+print(executor.submit(os.getpid).result(timeout=120), flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_end_when_their_server_is_killed(tmp_path: Any) -> None:
+    # A server killed outright (SIGKILL, the OOM killer) never tells its workers; they notice.
+    root = str(Path(__file__).resolve().parents[3])
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=root
+    )
+    try:
+        assert server.stdout is not None
+        worker = int(server.stdout.readline())
+        assert alive(worker)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 30
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(worker), f"worker {worker} outlived its server"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
