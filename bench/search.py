@@ -70,6 +70,7 @@ from dhr.fhir.types import model_class  # noqa: E402
 from dhr.loader import load_files  # noqa: E402
 from dhr.search.compile import page_query  # noqa: E402
 from dhr.search.params import parse_search  # noqa: E402
+from dhr.settle import settle  # noqa: E402
 from dhr.store import db  # noqa: E402
 
 BENCH = cli_principal("bench")  # system/*.cruds, as ``dhr load`` runs
@@ -276,6 +277,7 @@ def services_for(url: str) -> Services:
     settings = Settings(
         database_url=url, data_dir=Path(tempfile.gettempdir()), consent_enabled=False
     )
+    settle(settings)  # what the server does once started: validation workers, gc.freeze
     return Services(settings, engine)
 
 
