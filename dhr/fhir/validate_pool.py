@@ -23,9 +23,11 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dhr.errors import FhirError, Issue
@@ -129,6 +131,18 @@ class Pending:
                 if not isinstance(exc, CancelledError):
                     self._pool.reset()
         return check_chunk(items)
+
+
+@contextmanager
+def verdict_wins(check: Callable[[], None]) -> Iterator[None]:
+    """Run a write speculatively, then ``check`` (which raises for an invalid resource), also
+    when the write failed: an invalid resource explains whatever followed from it."""
+    try:
+        yield
+    except Exception:
+        check()
+        raise
+    check()
 
 
 def aside(settings: Settings, count: int) -> Pending | None:

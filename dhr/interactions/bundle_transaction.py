@@ -37,7 +37,7 @@ from dhr.context import RequestContext
 from dhr.errors import FhirError, Issue, bad_request, conflict
 from dhr.fhir.ids import check_id, new_id
 from dhr.fhir.types import check_type
-from dhr.fhir.validate_pool import Pending
+from dhr.fhir.validate_pool import Pending, verdict_wins
 from dhr.interactions import create
 from dhr.interactions.bundle_entries import BundleEntry, response_entry
 from dhr.interactions.bundle_refs import ReferenceResolver
@@ -64,12 +64,8 @@ def run_transaction(
     try:
         with unit_of_work(services.engine, write=write) as session:
             ctx = services.context(session, principal, recorder)
-            try:
+            with verdict_wins(lambda: _raise_invalid(pending, entries)):
                 results = _run(ctx, entries, write, entity)
-            except Exception:
-                _raise_invalid(pending, entries)  # an invalid resource explains what followed
-                raise
-            _raise_invalid(pending, entries)
             if write:
                 services.sink.insert(session, _entry_events(recorder, entries, results))
     except FhirError as exc:

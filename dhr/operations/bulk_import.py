@@ -120,12 +120,8 @@ def run_import(ctx: RequestContext, body: bytes, entity: str) -> ImportResult:
     try:
         if problems:
             raise _bad_lines(_with_verdicts(problems, pending), len(lines))
-        try:
+        with validate_pool.verdict_wins(lambda: _raise_invalid(pending, len(lines))):
             _, outcome = ingest(ctx, entries, entity)
-        except Exception:
-            _raise_invalid(pending, len(lines))
-            raise
-        _raise_invalid(pending, len(lines))
     except FhirError as exc:
         raise _at_line(exc) from None
     finally:
