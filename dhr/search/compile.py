@@ -53,8 +53,15 @@ from dhr.search.params import Chain, Criterion, Filter, Guarded, Has, SortKey
 from dhr.search.sql import composite, special
 from dhr.search.sql.aliases import alias_of
 from dhr.search.sql.dialect import any_of, unindexed
-from dhr.search.sql.predicate import index_code, statement_index_table, table_name, value_match
+from dhr.search.sql.predicate import (
+    index_code,
+    param_is,
+    statement_index_table,
+    table_name,
+    value_match,
+)
 from dhr.search.sql.values import Composite, Missing, Ref, Text, Token, Uri, Value
+from dhr.search.unions import stored_codes
 from dhr.store.models import ResourceRow, VersionRow
 
 RESOURCE = ResourceRow.__table__
@@ -178,16 +185,19 @@ def _chain(res_type: str, c: Chain) -> _Part:
 
 
 def _rows(
-    res_type: str, name: str, code: str, pred: Callable[[FromClause], ColumnElement[bool]] | None
+    res_type: str,
+    name: str,
+    codes: tuple[str, ...],
+    pred: Callable[[FromClause], ColumnElement[bool]] | None,
 ) -> _Part:
-    """Rows of index table ``name`` under ``code`` (matching ``pred``) exist."""
+    """Rows of index table ``name`` under one of ``codes`` (matching ``pred``) exist."""
     t = statement_index_table(name)
     extra = [] if pred is None else [pred(t)]
-    sub = select(t.c.resource_key).where(t.c.res_type == res_type, t.c.param == code, *extra)
+    sub = select(t.c.resource_key).where(t.c.res_type == res_type, param_is(t, codes), *extra)
     return _Part(
         0,
         lambda res: any_of(res.c.key, sub),
-        lambda res: exists().where(t.c.resource_key == res.c.key, t.c.param == code, *extra),
+        lambda res: exists().where(t.c.resource_key == res.c.key, param_is(t, codes), *extra),
     )
 
 
@@ -205,7 +215,7 @@ def _filter(res_type: str, f: Filter) -> _Part:
             if param.type == "composite"
             else table_name(param, None)
         )
-        has = _rows(res_type, name, param.code, None)
+        has = _rows(res_type, name, stored_codes(res_type, param.code), None)
         if first.missing:
             absent: Cond = lambda res: not_(has.probe(res))  # noqa: E731
             return _Part(None, absent, absent)
@@ -234,7 +244,7 @@ def _rows_matching(res_type: str, param: Any, f: Filter) -> _Part:
     return _rows(
         res_type,
         t_name,
-        code,
+        stored_codes(res_type, code),
         lambda t: or_(*(value_match(t, param, f.modifier, v) for v in f.values)),
     )
 
@@ -269,7 +279,7 @@ _SORT_COLUMN = {
 }
 
 
-def sort_value(res: FromClause, key: SortKey) -> ColumnElement[Any]:
+def sort_value(res: FromClause, res_type: str, key: SortKey) -> ColumnElement[Any]:
     """One comparable value per resource for ``key`` (NULL when the resource has none)."""
     code = key.param.code
     if code == "_id":
@@ -284,7 +294,9 @@ def sort_value(res: FromClause, key: SortKey) -> ColumnElement[Any]:
     else:
         col = t.c[_SORT_COLUMN[key.param.type]]
     agg = func.max(col) if key.descending else func.min(col)
-    inner = select(agg).where(t.c.resource_key == res.c.key, t.c.param == code)
+    inner = select(agg).where(
+        t.c.resource_key == res.c.key, param_is(t, stored_codes(res_type, code))
+    )
     return inner.correlate(res).scalar_subquery()
 
 
@@ -298,7 +310,7 @@ def page_query(
     """One page: (key, res_type, res_id, data, sort values..., patient key) ordered, ``limit``
     rows (the patient key of :mod:`dhr.store.patient_key`, which the audit names)."""
     res = alias_of(RESOURCE)
-    columns = [sort_value(res, k).label(f"s{i}") for i, k in enumerate(sort)]
+    columns = [sort_value(res, res_type, k).label(f"s{i}") for i, k in enumerate(sort)]
     inner = (
         select(res.c.key, res.c.res_type, res.c.res_id, res.c.version_id, res.c.patient_key)
         .add_columns(*columns)

@@ -8,7 +8,9 @@ parameter's type (:mod:`dhr.search.extraction.token`, ``string``, ``date``, ``nu
 extracted (the store assigns them afterwards; search reads the ``resource`` table).
 
 Extraction never fails a write: a parameter whose values cannot be indexed is logged and
-skipped. Duplicate rows (one value reached by two union branches) are stored once.
+skipped. Duplicate rows (one value reached by two union branches) are stored once. A parameter
+that is the union of others (Observation's ``combo-code``...) is not extracted: its parts' rows
+answer it (:mod:`dhr.search.unions`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 
 from dhr.search.extraction import composite
 from dhr.search.extraction.paths import Items
-from dhr.search.extraction.plan import plans, unwrap
+from dhr.search.extraction.plan import unwrap
 from dhr.search.rows import IndexRow
+from dhr.search.unions import stored_plans
 
 _log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def extract(res_type: str, body: dict[str, Any]) -> list[IndexRow]:
     root: Items = [(body, res_type)]
     out: list[IndexRow] = []
     keys = body.keys()
-    for plan in plans(res_type):
+    for plan in stored_plans(res_type):
         if plan.gate is not None and keys.isdisjoint(plan.gate):
             continue  # the element the parameter reads is absent
         if plan.requires and any(keys.isdisjoint(need) for need in plan.requires):

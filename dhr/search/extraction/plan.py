@@ -157,6 +157,32 @@ def _requires(res_type: str, expression: str, components: list[str]) -> tuple[fr
     return tuple(out)
 
 
+def branches(expression: str, res_type: str | None) -> list[str]:
+    """The union branches of ``expression`` that apply to ``res_type`` (None: every one)."""
+    out = []
+    for branch in split_union(expression):
+        if res_type is not None:
+            lead = _leading(branch)
+            if lead is None or (lead[:1].isupper() and lead not in (res_type, *_ROOTS)):
+                continue
+        out.append(branch)
+    return out
+
+
+def effective_expression(param: SearchParam) -> str | None:
+    """``param``'s expression with this server's added branches (:data:`EXTRA_BRANCHES`)."""
+    if param.code in SKIPPED or param.type == "special" or not param.expression:
+        return None
+    if param.url in EXTRA_BRANCHES:
+        return f"{param.expression} | {EXTRA_BRANCHES[param.url]}"
+    return param.expression
+
+
+def component_expression(param: SearchParam, position: int) -> str:
+    """The expression of ``param``'s component at ``position`` (0-based; errata applied)."""
+    return ERRATA.get((param.url, position), param.components[position].expression)
+
+
 def select(expression: str, res_type: str | None) -> tuple[Fn, bool, frozenset[str] | None] | None:
     """Compile the branches of ``expression`` that apply to ``res_type`` (None: relative).
 
@@ -165,11 +191,8 @@ def select(expression: str, res_type: str | None) -> tuple[Fn, bool, frozenset[s
     fns: list[Fn] = []
     native = True
     gate: set[str] | None = set()
-    for branch in split_union(expression):
+    for branch in branches(expression, res_type):
         if res_type is not None:
-            lead = _leading(branch)
-            if lead is None or (lead[:1].isupper() and lead not in (res_type, *_ROOTS)):
-                continue
             keys = _gate(res_type, branch)
             gate = None if gate is None or keys is None else gate | keys
         fn, ok = compile_branch(branch, relative=res_type is None)
@@ -181,11 +204,9 @@ def select(expression: str, res_type: str | None) -> tuple[Fn, bool, frozenset[s
 
 
 def _plan(res_type: str, param: SearchParam) -> Plan | None:
-    if param.code in SKIPPED or param.type == "special" or not param.expression:
+    expression = effective_expression(param)
+    if expression is None:
         return None
-    expression = param.expression
-    if param.url in EXTRA_BRANCHES:
-        expression = f"{expression} | {EXTRA_BRANCHES[param.url]}"
     chosen = select(expression, res_type)
     if chosen is None:
         return None
@@ -196,7 +217,7 @@ def _plan(res_type: str, param: SearchParam) -> Plan | None:
     texts: list[str] = []
     for j, comp in enumerate(param.components):
         definition = registry().by_url(comp.definition)
-        text = ERRATA.get((param.url, j), comp.expression)
+        text = component_expression(param, j)
         sub = select(text, None)
         if definition is None or definition.type not in EXTRACTORS or sub is None:
             return None

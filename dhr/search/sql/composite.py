@@ -12,8 +12,9 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, FromClause, Select, and_, select
 
 from dhr.search.registry import SearchParam
-from dhr.search.sql.predicate import statement_index_table, table_name, value_match
+from dhr.search.sql.predicate import param_is, statement_index_table, table_name, value_match
 from dhr.search.sql.values import Composite
+from dhr.search.unions import stored_codes
 
 
 def keys(
@@ -42,5 +43,5 @@ def keys(
     return (
         select(first.c.resource_key)
         .select_from(joined)
-        .where(scope, first.c.param == param.code, *conds)
+        .where(scope, param_is(first, stored_codes(res_type, param.code)), *conds)
     )

@@ -52,6 +52,11 @@ def index_code(param: SearchParam, modifier: str | None) -> str:
     return param.code
 
 
+def param_is(t: FromClause, codes: tuple[str, ...]) -> ColumnElement[bool]:
+    """``t``'s rows are under one of ``codes`` (:func:`dhr.search.unions.stored_codes`)."""
+    return t.c.param == codes[0] if len(codes) == 1 else t.c.param.in_(codes)
+
+
 def value_match(
     t: FromClause, param: SearchParam, modifier: str | None, value: Value
 ) -> ColumnElement[bool]:

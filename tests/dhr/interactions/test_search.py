@@ -179,26 +179,56 @@ def test_uri_equality_below_and_above(client: httpx.Client) -> None:
     assert ids(above) == {root, child}
 
 
+def measured(client: httpx.Client, pid: str, code: str, value: float, unit: str) -> str:
+    """A new Observation of ``pid``: LOINC ``code`` with a UCUM quantity."""
+    return make(
+        client,
+        observation(
+            f"Patient/{pid}",
+            code={"coding": [{"system": LOINC, "code": code}]},
+            valueQuantity={"value": value, "system": UCUM, "code": unit},
+        ),
+    )
+
+
 def test_composite_components_match_within_one_element(client: httpx.Client) -> None:
     pid = make(client, patient())
-    bp = make(
-        client,
-        observation(
-            f"Patient/{pid}",
-            code={"coding": [{"system": LOINC, "code": "8480-6"}]},
-            valueQuantity={"value": 120, "system": UCUM, "code": "mm[Hg]"},
-        ),
-    )
-    make(
-        client,
-        observation(
-            f"Patient/{pid}",
-            code={"coding": [{"system": LOINC, "code": "8480-6"}]},
-            valueQuantity={"value": 90, "system": UCUM, "code": "mm[Hg]"},
-        ),
-    )
+    bp = measured(client, pid, "8480-6", 120, "mm[Hg]")
+    measured(client, pid, "8480-6", 90, "mm[Hg]")
     query = f"Observation?code-value-quantity={LOINC}|8480-6$gt100"
     assert ids(client.get(query)) == {bp}
+
+
+def test_combo_parameters_find_the_observation_and_its_components(
+    client: httpx.Client,
+) -> None:
+    # https://hl7.org/fhir/R4/observation.html#search: combo-code is code | component.code.
+    pid = make(client, patient())
+    panel = make(
+        client,
+        observation(
+            f"Patient/{pid}",
+            code={"coding": [{"system": LOINC, "code": "85354-9"}]},
+            component=[
+                {
+                    "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                    "valueQuantity": {"value": 120, "system": UCUM, "code": "mm[Hg]"},
+                }
+            ],
+        ),
+    )
+    weight = measured(client, pid, "29463-7", 70, "kg")
+    assert ids(client.get(f"Observation?combo-code={LOINC}|8480-6")) == {panel}
+    assert ids(client.get(f"Observation?combo-code={LOINC}|85354-9")) == {panel}
+    assert ids(client.get(f"Observation?combo-code={LOINC}|29463-7")) == {weight}
+    assert ids(client.get("Observation?combo-value-quantity=gt100")) == {panel}
+    query = f"Observation?combo-code-value-quantity={LOINC}|8480-6$gt100"
+    assert ids(client.get(query)) == {panel}
+    assert ids(client.get(f"Observation?combo-code-value-quantity={LOINC}|85354-9$gt100")) == set()
+    ascending = client.get("Observation?_sort=combo-value-quantity").json()["entry"]
+    assert [e["resource"]["id"] for e in ascending] == [weight, panel]
+    descending = client.get("Observation?_sort=-combo-code").json()["entry"]
+    assert [e["resource"]["id"] for e in descending] == [panel, weight]  # 85354-9 > 29463-7
 
 
 def test_id_last_updated_and_tag(client: httpx.Client) -> None:

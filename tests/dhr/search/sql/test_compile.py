@@ -50,10 +50,10 @@ def search(conn: Connection, query: str) -> set[int]:
     return set(conn.execute(matching_keys("Observation", req.criteria)).scalars())
 
 
-def cvq(grp: int, code: str, value: float) -> list[IndexRow]:
+def cvq(grp: int, code: str, value: float, param: str = "code-value-quantity") -> list[IndexRow]:
     return [
-        TokenRow("code-value-quantity", LOINC, code, None, grp, 1),
-        QuantityRow("code-value-quantity", value, value, value, None, "mm[Hg]", None, grp, 2),
+        TokenRow(param, LOINC, code, None, grp, 1),
+        QuantityRow(param, value, value, value, None, "mm[Hg]", None, grp, 2),
     ]
 
 
@@ -65,6 +65,36 @@ def test_composite_components_must_come_from_the_same_element(conn: Connection) 
     assert search(conn, f"code-value-quantity={LOINC}|8480-6$gt100") == {both}
     assert search(conn, f"code-value-quantity={LOINC}|8462-4$gt100") == {low}
     assert search(conn, "code-value-quantity:missing=false") == {both, low}
+
+
+def test_a_combo_composite_reads_its_parts_and_never_mixes_their_elements(
+    conn: Connection,
+) -> None:
+    # combo-code-value-quantity is stored as code-value-quantity (the Observation's own code
+    # and value) and component-code-value-quantity (each component's): dhr.search.unions.
+    # Both parts number their elements from 1, so grp 1 of one is not grp 1 of the other.
+    own = add(conn, "own", cvq(1, "8480-6", 120))
+    parts = add(
+        conn,
+        "parts",
+        cvq(1, "29463-7", 70) + cvq(1, "8480-6", 90, "component-code-value-quantity"),
+    )
+    assert search(conn, f"combo-code-value-quantity={LOINC}|8480-6$gt100") == {own}
+    assert search(conn, f"combo-code-value-quantity={LOINC}|8480-6$lt100") == {parts}
+    # The Observation's own code with its component's value: different elements, no match.
+    assert search(conn, f"combo-code-value-quantity={LOINC}|29463-7$lt80") == {parts}
+    assert search(conn, f"combo-code-value-quantity={LOINC}|29463-7$gt80") == set()
+    assert search(conn, "combo-code-value-quantity:missing=false") == {own, parts}
+
+
+def test_a_combo_token_matches_a_code_in_either_part(conn: Connection) -> None:
+    top = add(conn, "top", [TokenRow("code", LOINC, "85354-9")])
+    inner = add(conn, "inner", [TokenRow("component-code", LOINC, "8480-6")])
+    none = add(conn, "none", [TokenRow("status", None, "final")])
+    assert search(conn, f"combo-code={LOINC}|85354-9") == {top}
+    assert search(conn, f"combo-code={LOINC}|8480-6,{LOINC}|85354-9") == {top, inner}
+    assert search(conn, "combo-code:missing=true") == {none}
+    assert search(conn, f"combo-code:not={LOINC}|8480-6") == {top, none}
 
 
 def test_token_rows_and_deleted_resources(conn: Connection) -> None:
