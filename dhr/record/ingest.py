@@ -195,15 +195,19 @@ class _Planner:
         by_type: dict[str, list[_Item]] = {}
         for item in self.items:
             by_type.setdefault(item.res_type, []).append(item)
+        source_id = self.source.source_id
+        all_known = record_store.lookup_keys_of_types(
+            self.conn,
+            source_id,
+            {t: [k for i in items for k in i.keys] for t, items in by_type.items()},
+        )
+        all_owned = record_store.source_owns_of_types(
+            self.conn,
+            source_id,
+            {t: [i.url_id for i in items if i.url_id is not None] for t, items in by_type.items()},
+        )
         for res_type, items in by_type.items():
-            keys = [k for item in items for k in item.keys]
-            known = record_store.lookup_keys(self.conn, self.source.source_id, res_type, keys)
-            owned = record_store.source_owns(
-                self.conn,
-                self.source.source_id,
-                res_type,
-                [i.url_id for i in items if i.url_id is not None],
-            )
+            known, owned = all_known[res_type], all_owned[res_type]
             for item in items:
                 ids = {known[k] for k in item.keys if k in known}
                 if len(ids) > 1:
@@ -281,9 +285,12 @@ class _Planner:
                 item.references = find_references(item.body)
                 for _, ref in item.references:
                     self._want(ref, wanted)
-        for res_type, ids in wanted.items():
-            keys = {f"id:{i}": i for i in ids}
-            known = record_store.lookup_keys(self.conn, self.source.source_id, res_type, list(keys))
+        keys_of = {t: {f"id:{i}": i for i in ids} for t, ids in wanted.items()}
+        all_known = record_store.lookup_keys_of_types(
+            self.conn, self.source.source_id, {t: list(keys) for t, keys in keys_of.items()}
+        )
+        for res_type, keys in keys_of.items():
+            known = all_known[res_type]
             if res_type == "Patient":
                 links = record_store.link_rows(self.conn, list(known.values()))
             for key, server_id in known.items():

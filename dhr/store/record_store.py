@@ -7,10 +7,10 @@ person agree on one master), patient links and their event log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Connection, Row, Table, insert, select, text, update
 
 from dhr.store.conflict import insert_for
 from dhr.store.record_models import (
@@ -50,6 +50,57 @@ def lookup_keys(
             )
         )
         out.update({str(k): str(v) for k, v in rows})
+    return out
+
+
+# PostgreSQL: the keys of every type in one round trip, each (type, key) an index lookup of
+# the unique (source_id, res_type, local_key) constraint.
+_PG_KEYS_OF_TYPES = text(
+    "SELECT i.res_type, i.local_key, i.res_id FROM source_identity AS i "
+    "JOIN unnest(CAST(:types AS varchar[]), CAST(:keys AS varchar[])) AS w(t, k) "
+    "ON i.source_id = :source AND i.res_type = w.t AND i.local_key = w.k"
+)
+_PG_OWNED_OF_TYPES = text(
+    "SELECT DISTINCT i.res_type, i.res_id FROM source_identity AS i "
+    "JOIN unnest(CAST(:types AS varchar[]), CAST(:ids AS varchar[])) AS w(t, r) "
+    "ON i.res_type = w.t AND i.res_id = w.r AND i.source_id = :source"
+)
+
+
+def _pairs(wanted: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+    pairs = sorted({(t, v) for t, values in wanted.items() for v in values})
+    return [t for t, _ in pairs], [v for _, v in pairs]
+
+
+def lookup_keys_of_types(
+    conn: Connection, source_id: str, wanted: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, str]]:
+    """:func:`lookup_keys` for several types: ``type -> local key -> server id``. On
+    PostgreSQL one statement for all of them (a Bundle holds a dozen types: a round trip each
+    was an eighth of a transaction there)."""
+    if conn.dialect.name != "postgresql":
+        return {t: lookup_keys(conn, source_id, t, keys) for t, keys in wanted.items()}
+    out: dict[str, dict[str, str]] = {t: {} for t in wanted}
+    types, keys = _pairs(wanted)
+    if keys:
+        found = conn.execute(_PG_KEYS_OF_TYPES, {"types": types, "keys": keys, "source": source_id})
+        for res_type, key, res_id in found:
+            out[str(res_type)][str(key)] = str(res_id)
+    return out
+
+
+def source_owns_of_types(
+    conn: Connection, source_id: str, wanted: Mapping[str, Sequence[str]]
+) -> dict[str, set[str]]:
+    """:func:`source_owns` for several types (``type -> ids``), on PostgreSQL in one statement."""
+    if conn.dialect.name != "postgresql":
+        return {t: source_owns(conn, source_id, t, ids) for t, ids in wanted.items()}
+    out: dict[str, set[str]] = {t: set() for t in wanted}
+    types, ids = _pairs(wanted)
+    if ids:
+        found = conn.execute(_PG_OWNED_OF_TYPES, {"types": types, "ids": ids, "source": source_id})
+        for res_type, res_id in found:
+            out[str(res_type)].add(str(res_id))
     return out
 
 

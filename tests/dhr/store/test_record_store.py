@@ -1,0 +1,44 @@
+"""Source identities read for several resource types at once (:mod:`dhr.store.record_store`):
+what the ingest planner asks once per Bundle, on both engines."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from dhr.store import db, record_store
+from tests.conftest import empty_tables
+
+
+def identity(source: str, res_type: str, key: str, res_id: str) -> dict[str, str]:
+    return {
+        "source_id": source,
+        "res_type": res_type,
+        "local_key": key,
+        "res_id": res_id,
+        "record_id": res_id,
+    }
+
+
+def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
+    engine: Engine,
+) -> None:
+    empty_tables(engine)
+    with db.unit_of_work(engine, write=True) as conn:
+        record_store.insert_keys(
+            conn,
+            [
+                identity("A", "Patient", "id:1", "p1"),
+                identity("A", "Observation", "id:1", "o1"),
+                identity("A", "Observation", "id:2", "o2"),
+                identity("B", "Observation", "id:3", "o3"),
+            ],
+        )
+    with db.unit_of_work(engine, write=True) as conn:
+        wanted = {"Patient": ["id:1", "id:2"], "Observation": ["id:1", "id:3"], "Claim": []}
+        keys = record_store.lookup_keys_of_types(conn, "A", wanted)
+        owned = record_store.source_owns_of_types(
+            conn, "A", {"Patient": ["p1", "o1"], "Observation": ["o1", "o2", "o3"]}
+        )
+    # The same local key under another type is another resource; B's key is not A's.
+    assert keys == {"Patient": {"id:1": "p1"}, "Observation": {"id:1": "o1"}, "Claim": {}}
+    assert owned == {"Patient": {"p1"}, "Observation": {"o1", "o2"}}
