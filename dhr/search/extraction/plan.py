@@ -132,10 +132,7 @@ def _requires(res_type: str, expression: str, components: list[str]) -> tuple[fr
     """
     bare: bool = False
     others: set[str] = set()
-    for branch in split_union(expression):
-        lead = _leading(branch)
-        if lead is None or (lead[:1].isupper() and lead not in (res_type, *_ROOTS)):
-            continue
+    for branch in branches(expression, res_type):
         if branch == res_type:
             bare = True
             continue
