@@ -196,12 +196,12 @@ class _Planner:
         for item in self.items:
             by_type.setdefault(item.res_type, []).append(item)
         source_id = self.source.source_id
-        all_known = record_store.lookup_keys_of_types(
+        all_known = record_store.lookup_keys(
             self.conn,
             source_id,
             {t: [k for i in items for k in i.keys] for t, items in by_type.items()},
         )
-        all_owned = record_store.source_owns_of_types(
+        all_owned = record_store.source_owns(
             self.conn,
             source_id,
             {t: [i.url_id for i in items if i.url_id is not None] for t, items in by_type.items()},
@@ -286,7 +286,7 @@ class _Planner:
                 for _, ref in item.references:
                     self._want(ref, wanted)
         keys_of = {t: {f"id:{i}": i for i in ids} for t, ids in wanted.items()}
-        all_known = record_store.lookup_keys_of_types(
+        all_known = record_store.lookup_keys(
             self.conn, self.source.source_id, {t: list(keys) for t, keys in keys_of.items()}
         )
         for res_type, keys in keys_of.items():

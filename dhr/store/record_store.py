@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, insert, select, text, update
+import orjson
+from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from dhr.store.conflict import insert_for
+from dhr.store.driver import fetch
 from dhr.store.record_models import (
     MasterPatientRow,
     PatientLinkEventRow,
@@ -35,91 +37,70 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 # --- source identities -------------------------------------------------------------------
 
 
-def lookup_keys(
-    conn: Connection, source_id: str, res_type: str, keys: Sequence[str]
-) -> dict[str, str]:
-    """``local key -> server id`` for the keys of ``res_type`` this source already used."""
-    out: dict[str, str] = {}
-    unique = sorted(set(keys))
-    for part in _chunks(unique):
-        rows = conn.execute(
-            select(IDENTITY.c.local_key, IDENTITY.c.res_id).where(
-                IDENTITY.c.source_id == source_id,
-                IDENTITY.c.res_type == res_type,
-                IDENTITY.c.local_key.in_(part),
-            )
-        )
-        out.update({str(k): str(v) for k, v in rows})
-    return out
+# The keys of every type a Bundle holds in one statement (a round trip per type was an eighth
+# of a PostgreSQL transaction; on SQLite, building a statement per type cost as much): each
+# wanted (type, value) is an index lookup of the unique (source_id, res_type, local_key), or
+# of (res_type, res_id). SQLite reads the pairs from a JSON array (json_each); CROSS JOIN keeps
+# them the outer loop.
+_KEYS_SQL = {
+    "postgresql": (
+        "SELECT i.res_type, i.local_key, i.res_id FROM source_identity AS i "
+        "JOIN unnest(%(types)s::varchar[], %(values)s::varchar[]) AS w(t, v) "
+        "ON i.source_id = %(source)s AND i.res_type = w.t AND i.local_key = w.v"
+    ),
+    "sqlite": (
+        "SELECT i.res_type, i.local_key, i.res_id FROM json_each(?) AS w "
+        "CROSS JOIN source_identity AS i ON i.source_id = ? "
+        "AND i.res_type = json_extract(w.value, '$[0]') "
+        "AND i.local_key = json_extract(w.value, '$[1]')"
+    ),
+}
+_OWNED_SQL = {
+    "postgresql": (
+        "SELECT DISTINCT i.res_type, i.res_id FROM source_identity AS i "
+        "JOIN unnest(%(types)s::varchar[], %(values)s::varchar[]) AS w(t, v) "
+        "ON i.res_type = w.t AND i.res_id = w.v AND i.source_id = %(source)s"
+    ),
+    "sqlite": (
+        "SELECT DISTINCT i.res_type, i.res_id FROM json_each(?) AS w "
+        "CROSS JOIN source_identity AS i ON i.res_type = json_extract(w.value, '$[0]') "
+        "AND i.res_id = json_extract(w.value, '$[1]') AND i.source_id = ?"
+    ),
+}
 
 
-# PostgreSQL: the keys of every type in one round trip, each (type, key) an index lookup of
-# the unique (source_id, res_type, local_key) constraint.
-_PG_KEYS_OF_TYPES = text(
-    "SELECT i.res_type, i.local_key, i.res_id FROM source_identity AS i "
-    "JOIN unnest(CAST(:types AS varchar[]), CAST(:keys AS varchar[])) AS w(t, k) "
-    "ON i.source_id = :source AND i.res_type = w.t AND i.local_key = w.k"
-)
-_PG_OWNED_OF_TYPES = text(
-    "SELECT DISTINCT i.res_type, i.res_id FROM source_identity AS i "
-    "JOIN unnest(CAST(:types AS varchar[]), CAST(:ids AS varchar[])) AS w(t, r) "
-    "ON i.res_type = w.t AND i.res_id = w.r AND i.source_id = :source"
-)
-
-
-def _pairs(wanted: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+def _pairs_query(
+    conn: Connection, sql: dict[str, str], source_id: str, wanted: Mapping[str, Sequence[str]]
+) -> list[Sequence[Any]]:
     pairs = sorted({(t, v) for t, values in wanted.items() for v in values})
-    return [t for t, _ in pairs], [v for _, v in pairs]
+    if not pairs:
+        return []
+    if conn.dialect.name == "postgresql":
+        types, values = [t for t, _ in pairs], [v for _, v in pairs]
+        params: Any = {"types": types, "values": values, "source": source_id}
+        return fetch(conn, sql["postgresql"], params)
+    return fetch(conn, sql["sqlite"], (orjson.dumps(pairs).decode(), source_id))
 
 
-def lookup_keys_of_types(
+def lookup_keys(
     conn: Connection, source_id: str, wanted: Mapping[str, Sequence[str]]
 ) -> dict[str, dict[str, str]]:
-    """:func:`lookup_keys` for several types: ``type -> local key -> server id``. On
-    PostgreSQL one statement for all of them (a Bundle holds a dozen types: a round trip each
-    was an eighth of a transaction there)."""
-    if conn.dialect.name != "postgresql":
-        return {t: lookup_keys(conn, source_id, t, keys) for t, keys in wanted.items()}
+    """``type -> local key -> server id`` for the keys of each type this source already used
+    (every type of ``wanted`` is in the answer)."""
     out: dict[str, dict[str, str]] = {t: {} for t in wanted}
-    types, keys = _pairs(wanted)
-    if keys:
-        found = conn.execute(_PG_KEYS_OF_TYPES, {"types": types, "keys": keys, "source": source_id})
-        for res_type, key, res_id in found:
-            out[str(res_type)][str(key)] = str(res_id)
-    return out
-
-
-def source_owns_of_types(
-    conn: Connection, source_id: str, wanted: Mapping[str, Sequence[str]]
-) -> dict[str, set[str]]:
-    """:func:`source_owns` for several types (``type -> ids``), on PostgreSQL in one statement."""
-    if conn.dialect.name != "postgresql":
-        return {t: source_owns(conn, source_id, t, ids) for t, ids in wanted.items()}
-    out: dict[str, set[str]] = {t: set() for t in wanted}
-    types, ids = _pairs(wanted)
-    if ids:
-        found = conn.execute(_PG_OWNED_OF_TYPES, {"types": types, "ids": ids, "source": source_id})
-        for res_type, res_id in found:
-            out[str(res_type)].add(str(res_id))
+    for res_type, key, res_id in _pairs_query(conn, _KEYS_SQL, source_id, wanted):
+        out[str(res_type)][str(key)] = str(res_id)
     return out
 
 
 def source_owns(
-    conn: Connection, source_id: str, res_type: str, res_ids: Sequence[str]
-) -> set[str]:
-    """Which of ``res_ids`` this source sent (it has keys for them)."""
-    out: set[str] = set()
-    for part in _chunks(sorted(set(res_ids))):
-        rows = conn.execute(
-            select(IDENTITY.c.res_id)
-            .where(
-                IDENTITY.c.res_type == res_type,
-                IDENTITY.c.res_id.in_(part),
-                IDENTITY.c.source_id == source_id,
-            )
-            .distinct()
-        )
-        out.update(str(r[0]) for r in rows)
+    conn: Connection, source_id: str, wanted: Mapping[str, Sequence[str]]
+) -> dict[str, set[str]]:
+    """``type -> ids``: which of the wanted ids of each type this source sent (it has keys for
+    them)."""
+    out: dict[str, set[str]] = {t: set() for t in wanted}
+    for res_type, res_id in _pairs_query(conn, _OWNED_SQL, source_id, wanted):
+        out[str(res_type)].add(str(res_id))
     return out
 
 

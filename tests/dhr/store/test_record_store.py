@@ -35,8 +35,8 @@ def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
         )
     with db.unit_of_work(engine, write=True) as conn:
         wanted = {"Patient": ["id:1", "id:2"], "Observation": ["id:1", "id:3"], "Claim": []}
-        keys = record_store.lookup_keys_of_types(conn, "A", wanted)
-        owned = record_store.source_owns_of_types(
+        keys = record_store.lookup_keys(conn, "A", wanted)
+        owned = record_store.source_owns(
             conn, "A", {"Patient": ["p1", "o1"], "Observation": ["o1", "o2", "o3"]}
         )
     # The same local key under another type is another resource; B's key is not A's.
