@@ -204,7 +204,9 @@ def open_services(
     extra = {} if workers is None else {"validation_workers": workers}
     settings = Settings(database_url=url, data_dir=data_dir, **extra)
     services = Services(settings, engine)
-    settle(settings)  # what the server does once started: validation workers, gc.freeze
+    # What the server does once started (validation workers, gc.freeze); timing starts once
+    # its workers are up, as a started server's would be.
+    settle(settings, wait_seconds=120)
     keys: dict[str, Resource] = {}
     for s in SOURCES:
         private, public = new_key_pair("RS384")

@@ -277,7 +277,9 @@ def services_for(url: str) -> Services:
     settings = Settings(
         database_url=url, data_dir=Path(tempfile.gettempdir()), consent_enabled=False
     )
-    settle(settings)  # what the server does once started: validation workers, gc.freeze
+    # What the server does once started (validation workers, gc.freeze); timing starts once
+    # its workers are up, as a started server's would be.
+    settle(settings, wait_seconds=120)
     return Services(settings, engine)
 
 

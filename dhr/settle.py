@@ -27,9 +27,14 @@ _lock = threading.Lock()
 _frozen: list[bool] = []  # holds True once this process has frozen
 
 
-def settle(settings: Settings) -> None:
-    """Start the validation workers and, the first time, freeze start-up's objects."""
+def settle(settings: Settings, wait_seconds: float = 0.0) -> None:
+    """Start the validation workers and, the first time, freeze start-up's objects.
+
+    ``wait_seconds`` > 0: also wait (up to then) until every worker is up, as a benchmark does
+    before it times the server's steady state; a server goes on at once."""
     POOL.start(settings.validation_workers)
+    if wait_seconds > 0 and settings.validation_workers > 0:
+        POOL.ready(settings.validation_workers, wait_seconds)
     with _lock:
         if _frozen:
             return

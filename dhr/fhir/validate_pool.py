@@ -5,8 +5,9 @@ https://hl7.org/fhir/R4/validation.html; ADR 0011. Validating a resource against
 of an ingest, and it depends on nothing but the resource. A transaction Bundle or ``$import`` with
 at least ``validation_pool_min`` resources therefore hands them, serialised, to a pool of
 ``validation_workers`` processes (``spawn``ed, so they share no lock or connection with the
-server) and plans and writes them in its own unit of work meanwhile. Before that unit of work
-commits, :meth:`Pending.failures` waits for the verdicts: any invalid resource fails the request
+server) and plans and writes them in its own unit of work meanwhile. When that unit of work has
+written everything and is about to commit (:func:`dhr.store.db.before_commit`),
+:meth:`Pending.failures` waits for the verdicts: any invalid resource fails the request
 with exactly the OperationOutcome in-process validation gives, and it is the answer even when the
 speculative write failed first (an invalid resource explains whatever followed from it). Nothing
 commits unvalidated.
@@ -23,11 +24,9 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dhr.errors import FhirError, Issue
@@ -86,8 +85,9 @@ def _follow(parent: int) -> None:
     os._exit(0)
 
 
-def _ready() -> bool:
-    return True
+def _ready() -> int:
+    """Answered once the worker's initializer has run: which worker answered."""
+    return os.getpid()
 
 
 class Pending:
@@ -133,18 +133,6 @@ class Pending:
         return check_chunk(items)
 
 
-@contextmanager
-def verdict_wins(check: Callable[[], None]) -> Iterator[None]:
-    """Run a write speculatively, then ``check`` (which raises for an invalid resource), also
-    when the write failed: an invalid resource explains whatever followed from it."""
-    try:
-        yield
-    except Exception:
-        check()
-        raise
-    check()
-
-
 def aside(settings: Settings, count: int) -> Pending | None:
     """Validation in the pool for a write of ``count`` resources, or None: validate in-line."""
     workers = settings.validation_workers
@@ -170,6 +158,26 @@ class ValidationPool:
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             log.warning("validation pool cannot start (%s)", exc)
             self.reset()
+
+    def ready(self, workers: int, timeout: float) -> bool:
+        """Wait until ``workers`` distinct workers have started (imported every model), or
+        ``timeout`` seconds; whether they all did. What a benchmark waits for before timing the
+        server's steady state (a started server's workers take a few seconds to come up)."""
+        executor = self._get(workers)
+        if executor is None:
+            return False
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while len(seen) < workers and time.monotonic() < deadline:
+            try:
+                asked = [executor.submit(_ready) for _ in range(workers)]
+                for future in asked:
+                    seen.add(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except (BrokenProcessPool, FutureTimeout, RuntimeError, OSError):
+                return False
+            if len(seen) < workers:
+                time.sleep(0.05)
+        return len(seen) >= workers
 
     def submit(self, chunk: list[Item], workers: int) -> Future[list[Failure]] | None:
         """Start validating ``chunk`` in a worker; None when no worker can take it."""

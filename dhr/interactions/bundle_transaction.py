@@ -37,13 +37,13 @@ from dhr.context import RequestContext
 from dhr.errors import FhirError, Issue, bad_request, conflict
 from dhr.fhir.ids import check_id, new_id
 from dhr.fhir.types import check_type
-from dhr.fhir.validate_pool import Pending, verdict_wins
+from dhr.fhir.validate_pool import Pending
 from dhr.interactions import create
 from dhr.interactions.bundle_entries import BundleEntry, response_entry
 from dhr.interactions.bundle_refs import ReferenceResolver
 from dhr.interactions.common import load_resource
 from dhr.interactions.criteria import match_one, parse_criteria, parse_criteria_string
-from dhr.store.db import unit_of_work
+from dhr.store.db import before_commit, unit_of_work
 
 _PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -64,8 +64,10 @@ def run_transaction(
     try:
         with unit_of_work(services.engine, write=write) as session:
             ctx = services.context(session, principal, recorder)
-            with verdict_wins(lambda: _raise_invalid(pending, entries)):
-                results = _run(ctx, entries, write, entity)
+            # The pool's verdicts are waited for as late as can be: just before the commit.
+            if pending is not None:
+                before_commit(session, lambda: _raise_invalid(pending, entries))
+            results = _run(ctx, entries, write, entity)
             if write:
                 services.sink.insert(session, _entry_events(recorder, entries, results))
     except FhirError as exc:

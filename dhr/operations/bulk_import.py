@@ -63,6 +63,7 @@ from dhr.errors import FhirError, Issue, operation_outcome, unsupported_media_ty
 from dhr.fhir import jsonio, validate_pool
 from dhr.fhir.validate import check_resource_id, resource_type_of, validate_resource
 from dhr.interactions.bundle_entries import BundleEntry
+from dhr.store.db import before_commit
 
 if TYPE_CHECKING:
     from dhr.record.ingest import IngestOutcome
@@ -120,8 +121,10 @@ def run_import(ctx: RequestContext, body: bytes, entity: str) -> ImportResult:
     try:
         if problems:
             raise _bad_lines(_with_verdicts(problems, pending), len(lines))
-        with validate_pool.verdict_wins(lambda: _raise_invalid(pending, len(lines))):
-            _, outcome = ingest(ctx, entries, entity)
+        # The pool's verdicts are waited for just before the commit (the write overlaps them).
+        if pending is not None:
+            before_commit(ctx.repo.conn, lambda: _raise_invalid(pending, len(lines)))
+        _, outcome = ingest(ctx, entries, entity)
     except FhirError as exc:
         raise _at_line(exc) from None
     finally:

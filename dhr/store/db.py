@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -250,6 +250,26 @@ def _sqlite_read(engine: Engine) -> Iterator[Connection]:
             conn.rollback()  # autobegun by SQLAlchemy; the driver never sent BEGIN
 
 
+# Checks a write's unit of work runs after its last statement and before it commits.
+_CHECKS: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def before_commit(conn: Connection, check: Callable[[], None]) -> None:
+    """Run ``check`` when ``conn``'s unit of work has done everything but commit (its index
+    rows written); an exception it raises rolls the unit back instead. It also runs when the
+    unit fails first, and its exception then replaces the failure: what the pool of validation
+    workers (:mod:`dhr.fhir.validate_pool`) found invalid explains whatever followed from it.
+    Waiting that late lets the write overlap the check."""
+    _CHECKS.setdefault(conn, []).append(check)
+
+
+def _run_checks(conn: Connection) -> None:
+    for check in _CHECKS.pop(conn, ()):
+        check()
+
+
 @contextmanager
 def unit_of_work(
     engine: Engine, write: bool, single_statement: bool = False
@@ -272,9 +292,15 @@ def unit_of_work(
         else:
             with engine.begin() as conn:
                 try:
-                    yield conn
-                    flush_index_rows(conn)  # queued index rows land before the commit
+                    try:
+                        yield conn
+                        flush_index_rows(conn)  # queued index rows land before the commit
+                    except Exception:
+                        _run_checks(conn)  # a failed check explains whatever followed
+                        raise
+                    _run_checks(conn)
                 finally:
                     discard_pending(conn)
+                    _CHECKS.pop(conn, None)
     finally:
         _TXN_MODE.reset(token)

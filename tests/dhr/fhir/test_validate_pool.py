@@ -147,3 +147,12 @@ def alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def test_ready_waits_until_the_workers_have_started() -> None:
+    """A benchmark times the server's steady state: ``ready`` answers once a started worker has
+    imported the models (and at once, False, when there is no pool)."""
+    POOL.reset()
+    assert POOL.ready(1, 120)
+    assert pending_for([patient(i) for i in range(CHUNK)]).failures() == {}
+    assert not POOL.ready(0, 1)

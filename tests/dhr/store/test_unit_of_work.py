@@ -22,7 +22,7 @@ from psycopg.pq import Trace, TransactionStatus
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from dhr.store.db import unit_of_work
+from dhr.store.db import before_commit, unit_of_work
 from dhr.store.models import INDEX_TABLES, ResourceRow, TokenIndexRow
 from dhr.store.repository import ResourceRepository, StoredVersion
 
@@ -310,3 +310,65 @@ def test_a_resource_without_index_rows_is_created_updated_and_deleted(engine: En
         current = ResourceRepository(conn).read_current("Binary", res_id)
     assert current is not None
     assert current.deleted
+
+
+def test_a_check_before_commit_sees_every_write_and_can_undo_them(engine: Engine) -> None:
+    """What the validation pool's verdicts rely on (dhr.store.db.before_commit): the check runs
+    once the unit has written everything, index rows included, and its exception rolls it
+    all back."""
+    kept, undone = new_id(), new_id()
+    seen: list[int] = []
+
+    def count_rows(conn: Any, res_id: str) -> int:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(TokenIndexRow)
+                .join(ResourceRow, ResourceRow.key == TokenIndexRow.resource_key)
+                .where(ResourceRow.res_id == res_id, TokenIndexRow.param == "identifier")
+            ).scalar_one()
+        )
+
+    with unit_of_work(engine, write=True) as conn:
+        ResourceRepository(conn).create_many([("Patient", kept, patient("9000000009"))])
+        before_commit(conn, lambda: seen.append(count_rows(conn, kept)))
+    assert seen == [1]  # the identifier's row was written before the check ran
+    assert identifiers(engine, kept) == ["9000000009"]
+
+    def refuse() -> None:
+        raise BoomError
+
+    def refused() -> None:
+        with unit_of_work(engine, write=True) as conn:
+            ResourceRepository(conn).create_many([("Patient", undone, patient("9000000017"))])
+            before_commit(conn, refuse)
+
+    with pytest.raises(BoomError):
+        refused()
+    assert read(engine, undone) is None
+
+
+def test_a_check_before_commit_replaces_the_failure_it_explains(engine: Engine) -> None:
+    """When the unit fails first, its checks still run, and a check's exception is the one the
+    caller sees (an invalid resource explains whatever the write made of it)."""
+    res_id = new_id()
+
+    class InvalidError(Exception):
+        pass
+
+    def verdict() -> None:
+        raise InvalidError
+
+    def fails() -> None:
+        with unit_of_work(engine, write=True) as conn:
+            before_commit(conn, verdict)
+            ResourceRepository(conn).create("Patient", res_id, patient("9000000025"))
+            raise BoomError
+
+    with pytest.raises(InvalidError):
+        fails()
+    assert read(engine, res_id) is None
+    # A check belongs to its unit of work only: the next one commits without it.
+    with unit_of_work(engine, write=True) as conn:
+        ResourceRepository(conn).create("Patient", res_id, patient("9000000025"))
+    assert read(engine, res_id) is not None
