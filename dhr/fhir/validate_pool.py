@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK = 32  # resources a worker validates per task
+CHUNK = 16  # resources a worker validates per task
 PARENT_POLL_SECONDS = 1.0  # how soon a worker notices that its server has gone
 WAIT_SECONDS = 600.0  # a request's verdicts not in by then are reached here (a stuck worker)
 

@@ -40,7 +40,7 @@ BAD = {
 
 
 def resources() -> list[dict[str, Any]]:
-    return [BAD.get(i, patient(i)) for i in range(2 * CHUNK + 10)]
+    return [BAD.get(i, patient(i)) for i in range(max(2 * CHUNK, *BAD) + 10)]
 
 
 def pending_for(items: list[dict[str, Any]]) -> Pending:
