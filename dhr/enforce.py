@@ -588,8 +588,8 @@ class EnforcingRepository:
         stored = self._store.create_many(items, method)
         for res_type, ids in later.items():
             self._check_stored(res_type, ids, self._terms(res_type, "c"))
-        for (res_type, res_id, body), _ in zip(items, stored, strict=True):
-            self.audit.touched_resource(res_type, res_id, body)
+        for (res_type, res_id, body), new in zip(items, stored, strict=True):
+            self.audit.touched_stored(res_type, res_id, body, new.patient)
         return stored
 
     def put(
@@ -619,7 +619,7 @@ class EnforcingRepository:
         stored, created = self._store.put(res_type, res_id, body, if_match, method)
         if after:
             self._check_stored(res_type, [res_id], terms)
-        self.audit.touched_resource(res_type, res_id, body)
+        self.audit.touched_stored(res_type, res_id, body, stored.patient)
         return stored, created
 
     def delete(

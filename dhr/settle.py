@@ -11,12 +11,19 @@
 
 Freezing happens once per process: what a later call would freeze may include objects that become
 garbage afterwards, which a frozen generation never frees.
+
+A Bundle or an ``$import`` (:func:`collector_paused`, from the dispatcher) runs with the cyclic
+collector off: what it allocates (the parsed Bundle, the plans, the index rows) lives until it
+ends, so every collection during it walked all of it again; reference counting frees it when
+the request ends, and one young-generation pass then collects the few cycles it left.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dhr.config import Settings
 from dhr.fhir.validate_pool import POOL
@@ -43,3 +50,31 @@ def settle(settings: Settings, wait_seconds: float = 0.0) -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+
+
+_pause_lock = threading.Lock()
+_pauses = [0]  # paused blocks running now
+_resume = [False]  # whether the collector was on when the first of them began
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the block runs (nor while another thread's paused
+    block does); when the last one ends the collector is back as it was, and collects the young
+    generation at once (end the block where the request's objects are gone: the pass is short
+    then, and its cost falls on the request that caused it)."""
+    with _pause_lock:
+        _pauses[0] += 1
+        if _pauses[0] == 1:
+            _resume[0] = gc.isenabled()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses[0] -= 1
+            last = _pauses[0] == 0 and _resume[0]
+            if last:
+                gc.enable()
+        if last:
+            gc.collect(0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -50,6 +51,7 @@ from dhr.fhir.types import check_type
 from dhr.interactions import create, delete, history, patch, read, search, update, vread
 from dhr.interactions.common import error_response
 from dhr.operations import registry as operations
+from dhr.settle import collector_paused
 from dhr.store.db import unit_of_work
 from dhr.store.repository import ResourceRepository
 
@@ -90,6 +92,8 @@ class Services:
 
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
+# Routes besides Bundles that run with the cyclic garbage collector paused (dhr.settle).
+PAUSED = frozenset({"import"})
 
 
 def resolve(req: FhirRequest) -> Route:
@@ -204,13 +208,15 @@ def handle(services: Services, req: FhirRequest, principal: Principal) -> FhirRe
             raise failure
         negotiate(req)
         route = resolve(req)
-        if route.bundle:
-            return _bundle_processor[0](services, req, principal)
-        with unit_of_work(services.engine, route.write, route.single_statement) as conn:
-            response = route.run(services.context(conn, principal, recorder), req)
-            if route.write:  # audited in the write's own transaction
-                services.sink.insert(conn, audit_records(recorder, route.name, req, response))
-                return response
+        # A Bundle or an $import allocates much that lives as long as it runs (dhr.settle).
+        with collector_paused() if route.bundle or route.name in PAUSED else nullcontext():
+            if route.bundle:
+                return _bundle_processor[0](services, req, principal)
+            with unit_of_work(services.engine, route.write, route.single_statement) as conn:
+                response = route.run(services.context(conn, principal, recorder), req)
+                if route.write:  # audited in the write's own transaction
+                    services.sink.insert(conn, audit_records(recorder, route.name, req, response))
+                    return response
     except AuditUnavailable as exc:
         return error_response(exc)
     except FhirError as exc:

@@ -164,6 +164,10 @@ def _issue_from_bundle(entry: BundleEntry, issue: Issue) -> Issue:
     return replace(issue, expression=expression)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Transaction:
     """The state of one transaction while its entries run."""
 
@@ -180,6 +184,14 @@ class Transaction:
         self.refs.before_lookup = self._store_creates
 
     def run(self) -> dict[int, FhirResponse]:
+        try:
+            return self._run()
+        finally:
+            # Without this the resolver's hook would keep this object, and with it every entry
+            # and result, in a reference cycle only the garbage collector frees.
+            self.refs.before_lookup = _nothing
+
+    def _run(self) -> dict[int, FhirResponse]:
         self._check_full_urls()
         for entry in self.entries:
             self._guard(entry, self._assign)

@@ -64,8 +64,8 @@ class StoredVersion:
     deleted: bool
     data: bytes | None
     # The resource row's patient key (dhr/store/patient_key.py) when the statement read it with
-    # a current version (the audit then names the patient without parsing ``data``);
-    # SEVERAL when not read, or when it says several patients or not worked out.
+    # a current version or wrote it (the audit then names the patient without parsing the
+    # content); SEVERAL when not read, or when it says several patients or not worked out.
     patient: str | None = SEVERAL
 
     @property
@@ -447,7 +447,7 @@ class ResourceRepository:
             rows, keys, indexed, strict=True
         ):
             queue_index_rows(self.conn, key, res_type, found)
-            out.append(StoredVersion(vkey, res_type, res_id, 1, now, method, False, data))
+            out.append(StoredVersion(vkey, res_type, res_id, 1, now, method, False, data, pkey))
         return out
 
     def _create_one_pg(self, new: _NewRow, found: list[IndexRow], method: str) -> StoredVersion:
@@ -458,7 +458,7 @@ class ResourceRepository:
         params.update({"pk": pkey, "ctl": ctl})
         row = fetch_one(self.conn, _pg_create_one(names), params, prepare=True)
         assert row is not None
-        return StoredVersion(int(row[1]), res_type, res_id, 1, now, method, False, data)
+        return StoredVersion(int(row[1]), res_type, res_id, 1, now, method, False, data, pkey)
 
     def _insert_new_pg(self, rows: list[_NewRow], method: str) -> list[tuple[int, int]]:
         types, ids, times, datas, pkeys, ctls = (list(c) for c in zip(*rows, strict=True))
@@ -522,7 +522,9 @@ class ResourceRepository:
         values = _version_values(key, res_type, res_id, now, method, data, version_id)
         vkey = _first_int(self._exec("insert_version", values))
         queue_index_rows(self.conn, key, res_type, found)
-        stored = StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
+        stored = StoredVersion(
+            vkey, res_type, res_id, version_id, now, method, False, data, facts[0]
+        )
         return stored, current == 0 or deleted
 
     def _put_pg(
@@ -547,7 +549,7 @@ class ResourceRepository:
             forget_queued(self.conn, key)
         sql = _pg_new_version(names, bool(current))
         vkey = _first_int(fetch_one(self.conn, sql, params, prepare=True))
-        return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data)
+        return StoredVersion(vkey, res_type, res_id, version_id, now, method, False, data, facts[0])
 
     def delete(
         self, res_type: str, res_id: str, if_match: int | None = None
