@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, process
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
@@ -211,16 +211,36 @@ class ValidationPool:
         with self._lock:
             if self._executor is None:
                 try:
-                    self._executor = ProcessPoolExecutor(
-                        max_workers=workers,
-                        mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_start_worker,
-                        initargs=(os.getpid(),),
-                    )
+                    self._executor = _new_executor(workers)
                 except OSError as exc:
                     log.warning("validation pool cannot start (%s)", exc)
                     return None
             return self._executor
+
+
+# Chunks the workers' queue holds at once. ProcessPoolExecutor queues only one more call than it
+# has workers and hands over the next one from a thread of the server process when a result comes
+# back; that thread must win the GIL from the request it works for (up to the 5 ms switch
+# interval each time), so the workers sat idle between chunks. A large write's chunks all go
+# into the queue at once instead, and the workers take them without the server's help.
+QUEUED_CHUNKS = 4096
+_executor_lock = threading.Lock()
+
+
+def _new_executor(workers: int) -> ProcessPoolExecutor:
+    """A spawn-context pool of ``workers`` whose call queue holds :data:`QUEUED_CHUNKS`."""
+    with _executor_lock:  # the queue's size is read from the module when the pool is made
+        extra = process.EXTRA_QUEUED_CALLS
+        setattr(process, "EXTRA_QUEUED_CALLS", QUEUED_CHUNKS)  # noqa: B010 (Final in typeshed)
+        try:
+            return ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(os.getpid(),),
+            )
+        finally:
+            setattr(process, "EXTRA_QUEUED_CALLS", extra)  # noqa: B010
 
 
 POOL = ValidationPool()

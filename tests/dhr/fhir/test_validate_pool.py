@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import process
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,15 @@ import pytest
 from dhr.config import Settings
 from dhr.errors import FhirError
 from dhr.fhir.validate import validate_resource
-from dhr.fhir.validate_pool import CHUNK, POOL, Pending, aside, check_chunk
+from dhr.fhir.validate_pool import (
+    CHUNK,
+    POOL,
+    QUEUED_CHUNKS,
+    Pending,
+    _new_executor,
+    aside,
+    check_chunk,
+)
 
 
 def patient(i: int, **extra: Any) -> dict[str, Any]:
@@ -156,3 +165,19 @@ def test_ready_waits_until_the_workers_have_started() -> None:
     assert POOL.ready(1, 120)
     assert pending_for([patient(i) for i in range(CHUNK)]).failures() == {}
     assert not POOL.ready(0, 1)
+
+
+def test_a_large_write_queues_all_its_chunks_for_the_workers_at_once() -> None:
+    """The workers take a large write's chunks from their queue without waiting for a thread
+    of the server process to hand each over (ProcessPoolExecutor queues one more than it has
+    workers); the standard library's own default is left as it was."""
+    before = process.EXTRA_QUEUED_CALLS
+    executor = _new_executor(1)
+    try:
+        assert executor._call_queue._maxsize == 1 + QUEUED_CHUNKS  # type: ignore[attr-defined]
+        assert before == process.EXTRA_QUEUED_CALLS  # the library's default is untouched
+        chunks = [[(i, orjson.dumps(patient(i)), None)] for i in range(24)]
+        futures = [executor.submit(check_chunk, c) for c in chunks]
+        assert [f.result(timeout=120) for f in futures] == [[] for _ in chunks]
+    finally:
+        executor.shutdown(wait=True)
