@@ -27,7 +27,9 @@ import time
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, process
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from dhr.errors import FhirError, Issue
 from dhr.fhir import jsonio
@@ -53,11 +55,24 @@ def check_chunk(items: list[Item]) -> list[Failure]:
     out: list[Failure] = []
     for index, raw, expected in items:
         try:
-            validate_resource(jsonio.parse_object(raw), expected)
+            validate_resource(_parsed(raw), expected)
         except FhirError as exc:
             where = (exc.diagnostics, exc.message_code, exc.expression, exc.extra_issues)
             out.append((index, exc.status, exc.code, *where))
     return out
+
+
+def _parsed(raw: bytes) -> dict[str, Any]:
+    """``raw`` parsed for validation. The request parsed the same bytes already, keeping its
+    decimals' digits (:func:`dhr.fhir.jsonio.parse_object`); a verdict does not depend on them
+    (a number is valid or not whether read as float or Decimal), so plain orjson will do here,
+    without the search for numbers a float would change. Anything orjson refuses is left to
+    ``parse_object`` and its error."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return jsonio.parse_object(raw)
+    return data if isinstance(data, dict) else jsonio.parse_object(raw)
 
 
 def _as_error(failure: Failure) -> FhirError:

@@ -18,6 +18,7 @@ import pytest
 
 from dhr.config import Settings
 from dhr.errors import FhirError
+from dhr.fhir import jsonio
 from dhr.fhir.validate import validate_resource
 from dhr.fhir.validate_pool import (
     CHUNK,
@@ -181,3 +182,36 @@ def test_a_large_write_queues_all_its_chunks_for_the_workers_at_once() -> None:
         assert [f.result(timeout=120) for f in futures] == [[] for _ in chunks]
     finally:
         executor.shutdown(wait=True)
+
+
+DECIMALS = [
+    b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":1.50}',
+    b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+    b'"valueQuantity":{"value":1.500E2}}',
+    b'{"resourceType":"Patient","multipleBirthInteger":2.0}',
+    b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+    b'"valueQuantity":{"value":0.123456789012345678}}',
+    b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+    b'"valueQuantity":{"value":"1.50"}}',
+]
+
+
+@pytest.mark.parametrize("raw", DECIMALS)
+def test_a_worker_reads_numbers_a_float_would_change_to_the_same_verdict(raw: bytes) -> None:
+    """The request keeps a decimal's digits (jsonio.parse_object); a worker validates what plain
+    orjson reads from the same bytes, and must come to the same answer."""
+    failures = check_chunk([(0, raw, None)])
+    expected = inline_verdict(raw)
+    if expected is None:
+        assert failures == []
+    else:
+        assert len(failures) == 1
+        assert same(FhirError(*failures[0][1:]), expected)
+
+
+def inline_verdict(raw: bytes) -> FhirError | None:
+    try:
+        validate_resource(jsonio.parse_object(raw))
+    except FhirError as exc:
+        return exc
+    return None
