@@ -402,7 +402,7 @@ class _Planner:
         unchanged = state.unchanged if state is not None else set()
         outcome = IngestOutcome()
         changes: list[provenance.Change] = []
-        keys: list[dict[str, Any]] = []
+        keys: list[record_store.IdentityRow] = []
         for item in self.items:
             response = results.get(item.entry.index)
             if response is None or response.status >= 300:
@@ -430,15 +430,9 @@ class _Planner:
                         item.compartment,
                     )
                 )
+            source_id = self.source.source_id
             keys += [
-                {
-                    "source_id": self.source.source_id,
-                    "res_type": item.res_type,
-                    "local_key": key,
-                    "res_id": item.server_id,
-                    "record_id": item.record,
-                }
-                for key in item.keys
+                (source_id, item.res_type, key, item.server_id, item.record) for key in item.keys
             ]
         record_store.insert_keys(self.conn, keys)
         touched = linkage.record_links(self.ctx, self.source, self._patients(outcome), self.now)

@@ -200,7 +200,15 @@ class ReferenceIndexRow(_IndexColumns, Base):
     __table_args__ = (
         Index(None, "res_type", "param", "target_id", "target_type"),
         Index(None, "target_id", "target_type"),
-        Index(None, "res_type", "param", "url"),
+        # Only rows with an absolute URL: a search by one (``url = ...``) is all that reads it.
+        Index(
+            None,
+            "res_type",
+            "param",
+            "url",
+            postgresql_where=sql_text("url IS NOT NULL"),
+            sqlite_where=sql_text("url IS NOT NULL"),
+        ),
         Index(None, "resource_key", "param", "target_type", "target_id", "url"),
     )
 

@@ -9,14 +9,8 @@ from dhr.store import db, record_store
 from tests.conftest import empty_tables
 
 
-def identity(source: str, res_type: str, key: str, res_id: str) -> dict[str, str]:
-    return {
-        "source_id": source,
-        "res_type": res_type,
-        "local_key": key,
-        "res_id": res_id,
-        "record_id": res_id,
-    }
+def identity(source: str, res_type: str, key: str, res_id: str) -> record_store.IdentityRow:
+    return (source, res_type, key, res_id, res_id)
 
 
 def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
@@ -33,6 +27,8 @@ def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
                 identity("B", "Observation", "id:3", "o3"),
             ],
         )
+    with db.unit_of_work(engine, write=True) as conn:  # a key already held stays as it was
+        record_store.insert_keys(conn, [identity("A", "Patient", "id:1", "p9")])
     with db.unit_of_work(engine, write=True) as conn:
         wanted = {"Patient": ["id:1", "id:2"], "Observation": ["id:1", "id:3"], "Claim": []}
         keys = record_store.lookup_keys(conn, "A", wanted)

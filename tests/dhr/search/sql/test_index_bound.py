@@ -159,3 +159,20 @@ def test_one_criterion_drives_and_the_others_probe() -> None:
     assert pg.count("EXISTS (SELECT") == 2
     assert "+resource_1.res_type" in lite
     assert "+resource_1.res_type" not in pg
+
+
+def test_a_search_by_absolute_url_reads_the_partial_url_index(
+    conn: Connection, engine_name: str
+) -> None:
+    """Only rows with an absolute URL are in the (type, param, url) index (migration 0014); a
+    search by one still finds them, and SQLite reads that index for it."""
+    elsewhere = "https://other.example/fhir/Patient/9"
+    far = add(conn, "Observation", "far", [ReferenceRow("subject", None, None, None, elsewhere)])
+    add(conn, "Observation", "near", [ReferenceRow("subject", "Patient", "9", None, None)])
+    assert search(conn, "Observation", f"subject={elsewhere}") == {far}
+    if engine_name != "sqlite":
+        return
+    stmt = matching_keys("Observation", criteria("Observation", f"subject={elsewhere}"))
+    sql = str(stmt.compile(conn, compile_kwargs={"literal_binds": True}))
+    plan = [row[-1] for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
+    assert any("ix_ix_reference_res_type_param_url" in step for step in plan), plan
