@@ -22,6 +22,33 @@ from dhr.errors import bad_request
 # back as written: a fraction ending in 0, an exponent, or 15+ fraction digits. Timestamps and
 # other strings do not match, so a document's number types depend only on its numbers.
 _RISKY_NUMBER = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d*0|\.\d{15,}|(?:\.\d+)?[eE][+-]?\d+)\s*[,\]}]")
+# Cheap first looks (a literal first character lets the regex engine skip ahead): a document
+# none of them matches has no risky number, and most documents are such; the exact pattern above
+# decides the rest. A fraction ending in 0 or of 15+ digits; an exponent, seen after mapping
+# every digit and sign to "0", e/E to "e" and what may end a number to "|" (so "e0|").
+_FRACTION_0 = re.compile(rb"\.\d*0[\s,\]}]")
+_LONG_FRACTION = re.compile(rb"\.\d{15}")
+_EXPONENT_END = re.compile(rb"e0+\|")
+_SHAPES = bytes(
+    ord("0")
+    if c in b"0123456789+-"
+    else ord("e")
+    if c in b"eE"
+    else ord("|")
+    if c in b" \t\r\n,]}"
+    else ord(".")
+    for c in range(256)
+)
+
+
+def _has_risky_number(body: bytes) -> bool:
+    """Whether ``body`` holds a number a float would write back differently."""
+    maybe = (
+        _FRACTION_0.search(body) is not None
+        or _LONG_FRACTION.search(body) is not None
+        or _EXPONENT_END.search(body.translate(_SHAPES)) is not None
+    )
+    return maybe and _RISKY_NUMBER.search(body) is not None
 
 
 def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
@@ -41,7 +68,7 @@ def parse_object(body: bytes, what: str = "request body") -> dict[str, Any]:
         raise bad_request(f"The {what} is not valid JSON: {text}", "invalid-json") from None
     if not isinstance(data, dict):
         raise bad_request(f"The {what} must be a JSON object (a FHIR resource)", "not-an-object")
-    if _RISKY_NUMBER.search(body):
+    if _has_risky_number(body):
         try:
             data = dict(_decimal_loads(body))
         except RecursionError:
@@ -74,6 +101,6 @@ def canonical(data: Any) -> bytes:
 
 def loads(raw: bytes) -> Any:
     """Parse bytes the server itself stored (trusted, already validated), decimals kept."""
-    if _RISKY_NUMBER.search(raw):
+    if _has_risky_number(raw):
         return _decimal_loads(raw)
     return orjson.loads(raw)
