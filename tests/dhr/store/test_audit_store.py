@@ -24,7 +24,8 @@ def engine() -> Engine:
     return eng
 
 
-@pytest.mark.parametrize("count", [1, 3])
+# One event, a few (executemany), and as many as a transaction Bundle audits (COPY on PostgreSQL).
+@pytest.mark.parametrize("count", [1, 3, audit_store.PG_COPY_FROM + 4])
 def test_events_are_inserted_in_the_callers_transaction(engine: Engine, count: int) -> None:
     records = [audit_db.record(n) for n in range(count)]
 
@@ -44,6 +45,11 @@ def test_events_are_inserted_in_the_callers_transaction(engine: Engine, count: i
         assert audit_store.pending_count(conn) == count
         row = audit_store.read_event(conn, records[0].event_id)
         assert audit_store.read_event(conn, "nope") is None
+        for record in records:  # every event whole, its JSON byte for byte
+            stored = audit_store.read_event(conn, record.event_id)
+            assert stored is not None
+            assert bytes(stored.data) == record.data
+            assert stored.recorded == record.recorded
     assert row is not None
     assert bytes(row.data) == records[0].data
     assert (row.patient, row.agent, row.client_id, row.action, row.seq) == (
