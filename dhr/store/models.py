@@ -102,8 +102,10 @@ class _IndexColumns:
     """Columns every search index table shares (https://hl7.org/fhir/R4/search.html)."""
 
     key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    # Indexed by each table's (resource_key, param, ...) index (migration 0002).
-    resource_key: Mapped[int] = mapped_column(ForeignKey("resource.key"))
+    # Indexed by each table's (resource_key, param, ...) index (migration 0002). Not a foreign
+    # key (migration 0015, ADR 0005): the store writes a resource's rows with it, and the check
+    # cost a lookup of the resource per row.
+    resource_key: Mapped[int] = mapped_column(Key)
     res_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
     grp: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
