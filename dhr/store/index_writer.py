@@ -77,9 +77,14 @@ _FLOATS: dict[str, tuple[int, ...]] = {
 }
 # PostgreSQL: from this many queued rows on, COPY (one round trip per table) beats arrays.
 COPY_FROM = 200
+# Binary COPY: the server reads each value as it is stored instead of parsing text.
 _PG_COPY = {
-    name: f"COPY {_TABLE_NAMES[name]} ({', '.join(cols)}) FROM STDIN"
+    name: f"COPY {_TABLE_NAMES[name]} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
     for name, cols in _COLUMNS.items()
+}
+_BINARY_TYPES = {"BIGINT": "int8", "SMALLINT": "int2", "VARCHAR": "varchar", "FLOAT": "float8"}
+_PG_COPY_TYPES = {
+    name: [_BINARY_TYPES[kind] for kind in kinds] for name, kinds in _PG_TYPES.items()
 }
 _NAMES = list(_TABLE_NAMES.values())
 _SQLITE_DROPS = [f"DELETE FROM {n} WHERE resource_key = ?" for n in _NAMES]  # noqa: S608
@@ -187,6 +192,7 @@ def _pg_copy(
 
     def write(cursor: Any, name: str) -> None:
         with cursor.copy(_PG_COPY[name]) as copy:
+            copy.set_types(_PG_COPY_TYPES[name])  # an int in a float8 column is sent as one
             put = copy.write_row
             for row in pending[name]:
                 put(row)
