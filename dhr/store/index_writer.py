@@ -99,6 +99,9 @@ _PG_DROP = f"WITH {_CTES} DELETE FROM {_NAMES[-1]} WHERE resource_key = %(k)s"  
 _QUEUES: weakref.WeakKeyDictionary[Connection, dict[str, list[tuple[Any, ...]]]] = (
     weakref.WeakKeyDictionary()
 )
+# The resources with rows in a connection's queue: an update of any other resource in the same
+# unit of work (an ingest's master Patients) need not scan the whole queue for its rows.
+_QUEUED_KEYS: weakref.WeakKeyDictionary[Connection, set[int]] = weakref.WeakKeyDictionary()
 
 
 def _pending(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -110,6 +113,7 @@ def queue_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
     if not rows:
         return
     pending = _pending(conn)
+    _QUEUED_KEYS.setdefault(conn, set()).add(key)
     table_of = _TABLE_OF
     for row in rows:
         name = table_of[type(row)]
@@ -230,6 +234,7 @@ def _on_driver_cursor(
 def flush_index_rows(conn: Connection) -> None:
     """Write every queued row."""
     pending = _QUEUES.pop(conn, None)
+    _QUEUED_KEYS.pop(conn, None)
     if not pending:
         return
     names = tuple(name for name in _COLUMNS if pending.get(name))
@@ -257,10 +262,15 @@ def write_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
 def discard_pending(conn: Connection) -> None:
     """Forget queued rows (the unit of work rolled back)."""
     _QUEUES.pop(conn, None)
+    _QUEUED_KEYS.pop(conn, None)
 
 
 def forget_queued(conn: Connection, key: int) -> None:
     """Drop the queued (not yet written) index rows of resource ``key``."""
+    queued = _QUEUED_KEYS.get(conn)
+    if queued is None or key not in queued:
+        return
+    queued.discard(key)
     for batch in _pending(conn).values():
         batch[:] = [v for v in batch if v[0] != key]
 
