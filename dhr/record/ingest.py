@@ -403,6 +403,7 @@ class _Planner:
         outcome = IngestOutcome()
         changes: list[provenance.Change] = []
         keys: list[record_store.IdentityRow] = []
+        source_id = self.source.source_id
         for item in self.items:
             response = results.get(item.entry.index)
             if response is None or response.status >= 300:
@@ -430,7 +431,6 @@ class _Planner:
                         item.compartment,
                     )
                 )
-            source_id = self.source.source_id
             keys += [
                 (source_id, item.res_type, key, item.server_id, item.record) for key in item.keys
             ]

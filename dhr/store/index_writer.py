@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -94,26 +95,34 @@ _CTES = ", ".join(
     for i, n in enumerate(_NAMES[:-1])
 )
 _PG_DROP = f"WITH {_CTES} DELETE FROM {_NAMES[-1]} WHERE resource_key = %(k)s"  # noqa: S608
+
+
 # Queued rows belong to one Connection object (one unit of work), never to the pooled DBAPI
 # connection behind it: a rolled-back unit's rows must not leak into the next one.
-_QUEUES: weakref.WeakKeyDictionary[Connection, dict[str, list[tuple[Any, ...]]]] = (
-    weakref.WeakKeyDictionary()
-)
-# The resources with rows in a connection's queue: an update of any other resource in the same
-# unit of work (an ingest's master Patients) need not scan the whole queue for its rows.
-_QUEUED_KEYS: weakref.WeakKeyDictionary[Connection, set[int]] = weakref.WeakKeyDictionary()
+@dataclass
+class _Queue:
+    """One unit of work's queued rows (table -> tuples in column order), and the resources
+    they belong to: an update of any other resource in the unit (an ingest's master Patients)
+    need not scan them all for rows of its own."""
+
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    keys: set[int] = field(default_factory=set)
 
 
-def _pending(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
-    return _QUEUES.setdefault(conn, {})
+_QUEUES: weakref.WeakKeyDictionary[Connection, _Queue] = weakref.WeakKeyDictionary()
+
+
+def _pending(conn: Connection) -> _Queue:
+    return _QUEUES.setdefault(conn, _Queue())
 
 
 def queue_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[IndexRow]) -> None:
     """Queue ``rows`` for resource ``key``; :func:`flush_index_rows` writes them."""
     if not rows:
         return
-    pending = _pending(conn)
-    _QUEUED_KEYS.setdefault(conn, set()).add(key)
+    queue = _pending(conn)
+    queue.keys.add(key)
+    pending = queue.rows
     table_of = _TABLE_OF
     for row in rows:
         name = table_of[type(row)]
@@ -233,10 +242,10 @@ def _on_driver_cursor(
 
 def flush_index_rows(conn: Connection) -> None:
     """Write every queued row."""
-    pending = _QUEUES.pop(conn, None)
-    _QUEUED_KEYS.pop(conn, None)
-    if not pending:
+    queue = _QUEUES.pop(conn, None)
+    if queue is None:
         return
+    pending = queue.rows
     names = tuple(name for name in _COLUMNS if pending.get(name))
     if not names:
         return
@@ -262,16 +271,15 @@ def write_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
 def discard_pending(conn: Connection) -> None:
     """Forget queued rows (the unit of work rolled back)."""
     _QUEUES.pop(conn, None)
-    _QUEUED_KEYS.pop(conn, None)
 
 
 def forget_queued(conn: Connection, key: int) -> None:
     """Drop the queued (not yet written) index rows of resource ``key``."""
-    queued = _QUEUED_KEYS.get(conn)
-    if queued is None or key not in queued:
+    queue = _QUEUES.get(conn)
+    if queue is None or key not in queue.keys:
         return
-    queued.discard(key)
-    for batch in _pending(conn).values():
+    queue.keys.discard(key)
+    for batch in queue.rows.values():
         batch[:] = [v for v in batch if v[0] != key]
 
 
