@@ -75,9 +75,9 @@ SQLITE_ROWS_PER_STATEMENT = 1000
 # One fixed statement for any number of events (prepared once per connection).
 _PG_INSERT_ARRAYS = """INSERT INTO audit_event (event_id, recorded, patient, agent, client_id,
     action, subtype, outcome, purpose, break_glass, request_id, data, event_hash)
-SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[],
-    %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::boolean[], %s::varchar[],
-    %s::bytea[], %s::varchar[])"""
+SELECT * FROM unnest(%b::varchar[], %b::bigint[], %b::varchar[], %b::varchar[], %b::varchar[],
+    %b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::boolean[], %b::varchar[],
+    %b::bytea[], %b::varchar[])"""
 
 # PostgreSQL: from this many events on (a transaction Bundle audits each entry), one COPY
 # instead of an INSERT per event: the server parses and plans nothing per row.
@@ -288,7 +288,7 @@ def pending_events(conn: Connection, limit: int) -> list[tuple[int, str]]:
 
 
 _PG_LINK = """UPDATE audit_event AS e SET seq = u.s, prev_hash = u.p, chain_hash = u.c
-FROM unnest(%(k)s::bigint[], %(s)s::bigint[], %(p)s::varchar[], %(c)s::varchar[]) AS u(k, s, p, c)
+FROM unnest(%(k)b::bigint[], %(s)b::bigint[], %(p)b::varchar[], %(c)b::varchar[]) AS u(k, s, p, c)
 WHERE e.key = u.k"""
 
 

@@ -138,7 +138,7 @@ def _pg_insert(names: tuple[str, ...]) -> str:
     parts: list[str] = []
     for name in names:
         cols = _COLUMNS[name]
-        arrays = ", ".join(f"%({name}_{i})s::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]))
+        arrays = ", ".join(f"%({name}_{i})b::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]))
         parts.append(
             f"INSERT INTO {_TABLE_NAMES[name]} ({', '.join(cols)}) "  # noqa: S608
             f"SELECT * FROM unnest({arrays})"
@@ -189,7 +189,7 @@ def pg_insert_ctes(names: tuple[str, ...], owner: str) -> str:
     for n, name in enumerate(names):
         cols = _COLUMNS[name]
         arrays = ", ".join(
-            f"%({name}_{i})s::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]) if i >= 2
+            f"%({name}_{i})b::{kind}[]" for i, kind in enumerate(_PG_TYPES[name]) if i >= 2
         )
         parts.append(
             f"x{n} AS (INSERT INTO {_TABLE_NAMES[name]} ({', '.join(cols)}) "  # noqa: S608

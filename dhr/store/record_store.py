@@ -45,7 +45,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 _KEYS_SQL = {
     "postgresql": (
         "SELECT i.res_type, i.local_key, i.res_id FROM source_identity AS i "
-        "JOIN unnest(%(types)s::varchar[], %(values)s::varchar[]) AS w(t, v) "
+        "JOIN unnest(%(types)b::varchar[], %(values)b::varchar[]) AS w(t, v) "
         "ON i.source_id = %(source)s AND i.res_type = w.t AND i.local_key = w.v"
     ),
     "sqlite": (
@@ -58,7 +58,7 @@ _KEYS_SQL = {
 _OWNED_SQL = {
     "postgresql": (
         "SELECT DISTINCT i.res_type, i.res_id FROM source_identity AS i "
-        "JOIN unnest(%(types)s::varchar[], %(values)s::varchar[]) AS w(t, v) "
+        "JOIN unnest(%(types)b::varchar[], %(values)b::varchar[]) AS w(t, v) "
         "ON i.res_type = w.t AND i.res_id = w.v AND i.source_id = %(source)s"
     ),
     "sqlite": (

@@ -248,11 +248,13 @@ def _version_values(
 
 # Many new resources at once. PostgreSQL: one statement, one array per column; the resource
 # keys come back with (type, id) so each version row finds its owner whatever the row order.
+# Arrays go as binary parameters (``%b``): the server reads bytea and integers as sent, instead
+# of parsing a text array of hex digits (and the driver writing one).
 _PG_INSERT_NEW = """
 WITH input AS (
     SELECT * FROM unnest(
-        %(t)s::varchar[], %(i)s::varchar[], %(lu)s::bigint[], %(d)s::bytea[], %(pk)s::varchar[],
-        %(ctl)s::varchar[]
+        %(t)b::varchar[], %(i)b::varchar[], %(lu)b::bigint[], %(d)b::bytea[], %(pk)b::varchar[],
+        %(ctl)b::varchar[]
     ) WITH ORDINALITY AS u(res_type, res_id, last_updated, data, patient_key, controllers, n)
 ), r AS (
     INSERT INTO resource
