@@ -285,6 +285,16 @@ def _too_complex(exc: OperationalError) -> bool:
     return any(marker in text for marker in _TOO_COMPLEX)
 
 
+# PostgreSQL refusing a NUL in text: psycopg says so of a text parameter before sending it;
+# the server answers 22021 (character_not_in_repertoire) to a binary one (array parameters).
+_NUL_SQLSTATE = "22021"
+
+
+def _holds_nul(exc: DataError) -> bool:
+    """A text value held the NUL character, which PostgreSQL cannot store in text."""
+    return "NUL" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == _NUL_SQLSTATE
+
+
 def database_error(exc: DBAPIError) -> FhirError:
     """Map a database failure to a retryable 4xx/503 instead of a 500."""
     log.warning("database error: %s", exc)
@@ -300,7 +310,7 @@ def database_error(exc: DBAPIError) -> FhirError:
             "links); simplify it",
             "too-complex",
         )
-    if isinstance(exc, DataError) and "NUL" in str(exc.orig):
+    if isinstance(exc, DataError) and _holds_nul(exc):
         return nul_character("Text")
     if isinstance(exc, OperationalError):
         return FhirError(

@@ -266,3 +266,27 @@ def test_a_method_no_interaction_uses_is_405_with_an_outcome_and_allow(
     assert {"GET", "POST", "PUT", "DELETE"} <= {
         m.strip() for m in response.headers["allow"].split(",")
     }
+
+
+@pytest.mark.parametrize("entries", [1, 40])
+def test_a_nul_character_in_a_transaction_is_never_a_server_error(
+    client: httpx.Client, entries: int
+) -> None:
+    """Many new resources are written together (on PostgreSQL their search rows by COPY): a
+    NUL in one of them is still the client's error, and nothing of the Bundle is kept."""
+    family = f"nul-{entries}-family"
+    names = [[{"family": family, "given": [f"g{n}"]}] for n in range(entries)]
+    names[-1] = [{"family": family, "given": ["a\u0000b"]}]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient(name=name), "request": {"method": "POST", "url": "Patient"}}
+            for name in names
+        ],
+    }
+    written = client.post("", json=bundle)
+    assert written.status_code in (200, 400), written.text
+    if written.status_code == 400:
+        assert_outcome(written, 400)
+        assert client.get("Patient", params={"family": family}).json().get("total", 0) == 0
