@@ -445,7 +445,7 @@ class ResourceRepository:
         else:
             keys = self._insert_new_sqlite(rows, method)
         out: list[StoredVersion] = []
-        for (res_type, res_id, now, data, _, _), (key, vkey), found in zip(
+        for (res_type, res_id, now, data, pkey, _), (key, vkey), found in zip(
             rows, keys, indexed, strict=True
         ):
             queue_index_rows(self.conn, key, res_type, found)

@@ -80,13 +80,15 @@ def test_every_write_path_keeps_the_key(engine: Engine) -> None:
         repo.create("Patient", alone, {"resourceType": "Patient"})
         repo.create("Observation", f"{alone}-obs", observation(**subject))
         # a transaction's many creates take the batch path on both engines
-        repo.create_many(
+        created = repo.create_many(
             [
                 ("Observation", f"{many}-1", observation(**subject)),
                 ("Observation", f"{many}-2", observation(subject={"reference": "Group/g"})),
                 ("Organization", f"{many}-org", {"resourceType": "Organization"}),
             ]
         )
+    # what the audit names as each new resource's patient, without reading it back
+    assert [v.patient for v in created] == [alone, None, None]
     assert stored_key(engine, "Patient", alone) == alone
     assert stored_key(engine, "Observation", f"{alone}-obs") == alone
     assert stored_key(engine, "Observation", f"{many}-1") == alone
