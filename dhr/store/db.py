@@ -17,7 +17,7 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from dhr.store.driver import (
     mark_begin,
     on_cursor,
 )
-from dhr.store.index_writer import discard_pending, flush_index_rows
+from dhr.store.index_writer import discard_pending, start_flush
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How the next SQLite transaction begins: "write" (IMMEDIATE), "read" (deferred) or "none".
@@ -258,11 +258,18 @@ _CHECKS: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = (
 
 def before_commit(conn: Connection, check: Callable[[], None]) -> None:
     """Run ``check`` when ``conn``'s unit of work has done everything but commit (its index
-    rows written); an exception it raises rolls the unit back instead. It also runs when the
+    rows on their way: ``check`` must not use ``conn``); an exception it raises rolls the unit
+    back instead. It also runs when the
     unit fails first, and its exception then replaces the failure: what the pool of validation
     workers (:mod:`dhr.fhir.validate_pool`) found invalid explains whatever followed from it.
     Waiting that late lets the write overlap the check."""
     _CHECKS.setdefault(conn, []).append(check)
+
+
+def _wait_quietly(landed: Callable[[], None]) -> None:
+    """Wait for the index rows' write, whose failure the check's exception explains."""
+    with suppress(Exception):
+        landed()
 
 
 def _run_checks(conn: Connection) -> None:
@@ -294,11 +301,16 @@ def unit_of_work(
                 try:
                     try:
                         yield conn
-                        flush_index_rows(conn)  # queued index rows land before the commit
+                        landed = start_flush(conn)  # queued index rows land before the commit
                     except Exception:
                         _run_checks(conn)  # a failed check explains whatever followed
                         raise
-                    _run_checks(conn)
+                    try:
+                        _run_checks(conn)  # while the server inserts the index rows
+                    except Exception:
+                        _wait_quietly(landed)
+                        raise
+                    landed()
                 finally:
                     discard_pending(conn)
                     _CHECKS.pop(conn, None)

@@ -7,13 +7,17 @@ Only the current version of a resource is indexed: an update drops the old rows 
 Rows are queued on the connection (as tuples in column order) and written when the unit of work
 flushes (before any search in it, and before commit): on SQLite one ``executemany`` per table,
 on PostgreSQL one statement for every table (``INSERT ... SELECT FROM unnest(arrays)`` per table
-in data-modifying CTEs), so a 1,000-entry transaction costs one round trip of index writes.
+in data-modifying CTEs, or from COPY_FROM rows on a binary COPY per table), so a 1,000-entry
+transaction costs one round trip of index writes. At the end of a unit of work the COPY runs on
+a thread of its own while the unit's checks wait for the validation workers (:func:`start_flush`).
 A single PostgreSQL create or update does not queue: its rows go into the statement that stores
 the version (:func:`pg_row_arrays`, :func:`pg_insert_ctes`), one prepared statement in all.
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +136,10 @@ def queue_index_rows(conn: Connection, key: int, res_type: str, rows: Sequence[I
         batch.append((key, res_type, *row))
 
 
+def _landed() -> None:
+    """Nothing is being written."""
+
+
 @cache
 def _pg_insert(names: tuple[str, ...]) -> str:
     """One statement inserting into every table in ``names`` from one array per column."""
@@ -199,12 +207,17 @@ def pg_insert_ctes(names: tuple[str, ...], owner: str) -> str:
 
 
 def _pg_copy(
-    conn: Connection, names: tuple[str, ...], pending: dict[str, list[tuple[Any, ...]]]
+    conn: Connection,
+    names: tuple[str, ...],
+    pending: dict[str, list[tuple[Any, ...]]],
+    started: Callable[[], None] = _landed,
 ) -> None:
-    """``COPY ... FROM STDIN`` per table: rows formatted by the driver in C, no arrays."""
+    """``COPY ... FROM STDIN`` per table: rows formatted by the driver in C, no arrays.
+    ``started`` is called once the first COPY holds the driver connection's lock."""
 
     def write(cursor: Any, name: str) -> None:
         with cursor.copy(_PG_COPY[name]) as copy:
+            started()
             copy.set_types(_PG_COPY_TYPES[name])  # an int in a float8 column is sent as one
             put = copy.write_row
             for row in pending[name]:
@@ -238,6 +251,47 @@ def _on_driver_cursor(
             write(cursor, name)
 
     on_cursor(conn, f"INSERT INTO {', '.join(_TABLE_NAMES[n] for n in names)}", run)
+
+
+def start_flush(conn: Connection) -> Callable[[], None]:
+    """Start writing every queued row; the returned wait ends once they are written, raising
+    what the write raised.
+
+    A PostgreSQL COPY runs on a thread of its own, so the caller's work that does not use the
+    database (the unit of work's checks: waiting for the validation workers' verdicts) goes on
+    while the server inserts the rows. Until the wait returns, nothing else may use ``conn``:
+    the driver's lock is taken per table, not for the whole write. Anything smaller writes now.
+    """
+    queue = _QUEUES.get(conn)
+    pending = queue.rows if queue is not None else {}
+    if conn.dialect.name != "postgresql" or sum(map(len, pending.values())) < COPY_FROM:
+        flush_index_rows(conn)
+        return _landed
+    del _QUEUES[conn]
+    names = tuple(name for name in _COLUMNS if pending.get(name))
+    failed: list[BaseException] = []
+    started = threading.Event()
+
+    def write() -> None:
+        try:
+            _pg_copy(conn, names, pending, started.set)
+        except BaseException as exc:  # handed to the waiting thread
+            failed.append(exc)
+        finally:
+            started.set()
+
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(write,), name="dhr-index-copy"
+    )
+    thread.start()
+    started.wait()  # the first COPY holds the driver's lock: no statement of ours goes first
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 def flush_index_rows(conn: Connection) -> None:
