@@ -106,9 +106,12 @@ def source_owns(
 
 # Driver-level: SQLAlchemy's executemany compiled parameters per row (a sixth of the ingest's
 # bookkeeping after the writes); one row is (source_id, res_type, local_key, res_id, record_id).
+# PostgreSQL: one statement over binary arrays, one per column (an executemany ran one INSERT
+# per row on the server: 5% of a transaction pass).
 _INSERT_KEYS = {
     "postgresql": "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], "
+    "%b::varchar[]) ON CONFLICT DO NOTHING",
     "sqlite": "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
 }
@@ -118,8 +121,13 @@ IdentityRow = tuple[str, str, str, str, str | None]
 def insert_keys(conn: Connection, rows: Sequence[IdentityRow]) -> None:
     """New source identities (``source_id, res_type, local_key, res_id, record_id``); keys
     already held are left as they are."""
-    if rows:
-        conn.exec_driver_sql(_INSERT_KEYS[conn.dialect.name], list(rows))
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        columns = tuple(list(column) for column in zip(*rows, strict=True))
+        fetch(conn, _INSERT_KEYS["postgresql"], columns, prepare=True)
+        return
+    conn.exec_driver_sql(_INSERT_KEYS["sqlite"], list(rows))
 
 
 def resources_about(conn: Connection, record_id: str) -> list[tuple[str, str]]:

@@ -29,12 +29,25 @@ def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
         )
     with db.unit_of_work(engine, write=True) as conn:  # a key already held stays as it was
         record_store.insert_keys(conn, [identity("A", "Patient", "id:1", "p9")])
+    with db.unit_of_work(engine, write=True) as conn:  # so does one given twice in one batch
+        record_store.insert_keys(
+            conn,
+            [
+                identity("A", "Patient", "id:1", "p8"),
+                identity("A", "Claim", "id:5", "c5"),
+                identity("A", "Claim", "id:5", "c6"),
+            ],
+        )
     with db.unit_of_work(engine, write=True) as conn:
-        wanted = {"Patient": ["id:1", "id:2"], "Observation": ["id:1", "id:3"], "Claim": []}
+        wanted = {"Patient": ["id:1", "id:2"], "Observation": ["id:1", "id:3"], "Claim": ["id:5"]}
         keys = record_store.lookup_keys(conn, "A", wanted)
         owned = record_store.source_owns(
             conn, "A", {"Patient": ["p1", "o1"], "Observation": ["o1", "o2", "o3"]}
         )
     # The same local key under another type is another resource; B's key is not A's.
-    assert keys == {"Patient": {"id:1": "p1"}, "Observation": {"id:1": "o1"}, "Claim": {}}
+    assert keys == {
+        "Patient": {"id:1": "p1"},
+        "Observation": {"id:1": "o1"},
+        "Claim": {"id:5": "c5"},
+    }
     assert owned == {"Patient": {"p1"}, "Observation": {"o1", "o2"}}
