@@ -7,6 +7,8 @@ A resource is stored once per version as the exact compact JSON bytes accepted, 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -99,9 +101,13 @@ class VersionRow(Base):
 
 
 class _IndexColumns:
-    """Columns every search index table shares (https://hl7.org/fhir/R4/search.html)."""
+    """Columns every search index table shares (https://hl7.org/fhir/R4/search.html).
 
-    key: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    No key of their own (migration 0017): rows are found and deleted by their resource. The
+    mapper needs one to map the class, which reads only (the store writes driver-level).
+    """
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"primary_key": ["resource_key", "param"]}
     # Indexed by each table's (resource_key, param, ...) index (migration 0002). Not a foreign
     # key (migration 0015, ADR 0005): the store writes a resource's rows with it, and the check
     # cost a lookup of the resource per row.
