@@ -259,10 +259,9 @@ _CHECKS: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = (
 def before_commit(conn: Connection, check: Callable[[], None]) -> None:
     """Run ``check`` when ``conn``'s unit of work has done everything but commit (its index
     rows on their way: ``check`` must not use ``conn``); an exception it raises rolls the unit
-    back instead. It also runs when the
-    unit fails first, and its exception then replaces the failure: what the pool of validation
-    workers (:mod:`dhr.fhir.validate_pool`) found invalid explains whatever followed from it.
-    Waiting that late lets the write overlap the check."""
+    back instead. It also runs when the unit fails first, and its exception then replaces the
+    failure: what the pool of validation workers (:mod:`dhr.fhir.validate_pool`) found invalid
+    explains whatever followed from it. Waiting that late lets the write overlap the check."""
     _CHECKS.setdefault(conn, []).append(check)
 
 
