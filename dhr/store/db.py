@@ -306,7 +306,7 @@ def unit_of_work(
                         raise
                     try:
                         _run_checks(conn)  # while the server inserts the index rows
-                    except Exception:
+                    except BaseException:  # even an interrupt: no COPY may outlive the rollback
                         _wait_quietly(landed)
                         raise
                     landed()

@@ -108,13 +108,15 @@ def source_owns(
 # bookkeeping after the writes); one row is (source_id, res_type, local_key, res_id, record_id).
 # PostgreSQL: one statement over binary arrays, one per column (an executemany ran one INSERT
 # per row on the server: 5% of a transaction pass).
-_INSERT_KEYS = {
-    "postgresql": "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
+_PG_INSERT_KEYS = (
+    "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
     "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], "
-    "%b::varchar[]) ON CONFLICT DO NOTHING",
-    "sqlite": "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-}
+    "%b::varchar[]) ON CONFLICT DO NOTHING"
+)
+_SQLITE_INSERT_KEYS = (
+    "INSERT INTO source_identity (source_id, res_type, local_key, res_id, record_id) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
 IdentityRow = tuple[str, str, str, str, str | None]
 
 
@@ -125,9 +127,9 @@ def insert_keys(conn: Connection, rows: Sequence[IdentityRow]) -> None:
         return
     if conn.dialect.name == "postgresql":
         columns = tuple(list(column) for column in zip(*rows, strict=True))
-        fetch(conn, _INSERT_KEYS["postgresql"], columns, prepare=True)
+        fetch(conn, _PG_INSERT_KEYS, columns, prepare=True)
         return
-    conn.exec_driver_sql(_INSERT_KEYS["sqlite"], list(rows))
+    conn.exec_driver_sql(_SQLITE_INSERT_KEYS, list(rows))
 
 
 def resources_about(conn: Connection, record_id: str) -> list[tuple[str, str]]:
