@@ -16,27 +16,47 @@ answer it (:mod:`dhr.search.unions`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dhr.search.extraction import composite
 from dhr.search.extraction.paths import Items
-from dhr.search.extraction.plan import unwrap
+from dhr.search.extraction.plan import Plan, unwrap
 from dhr.search.rows import IndexRow
 from dhr.search.unions import stored_plans
 
 _log = logging.getLogger(__name__)
 
 
+# The plans that can yield rows for a body, by its type and its top-level element names (a
+# parameter whose element is absent reads nothing): resources of one type come in few shapes.
+# Bounded: past it, bodies of new shapes are judged plan by plan, as before.
+_CHOSEN: dict[tuple[str, frozenset[str]], tuple[Plan, ...]] = {}
+_MAX_SHAPES = 4096
+
+
+def _may_read(plan: Plan, keys: AbstractSet[str]) -> bool:
+    if plan.gate is not None and keys.isdisjoint(plan.gate):
+        return False  # the element the parameter reads is absent
+    # a composite over the resource has nothing to read unless every component finds its element
+    return not (plan.requires and any(keys.isdisjoint(need) for need in plan.requires))
+
+
+def _plans_for(res_type: str, keys: AbstractSet[str]) -> tuple[Plan, ...]:
+    shape = (res_type, frozenset(keys))
+    chosen = _CHOSEN.get(shape)
+    if chosen is None:
+        chosen = tuple(p for p in stored_plans(res_type) if _may_read(p, keys))
+        if len(_CHOSEN) < _MAX_SHAPES:
+            _CHOSEN[shape] = chosen
+    return chosen
+
+
 def extract(res_type: str, body: dict[str, Any]) -> list[IndexRow]:
     """The index rows for ``body``."""
     root: Items = [(body, res_type)]
     out: list[IndexRow] = []
-    keys = body.keys()
-    for plan in stored_plans(res_type):
-        if plan.gate is not None and keys.isdisjoint(plan.gate):
-            continue  # the element the parameter reads is absent
-        if plan.requires and any(keys.isdisjoint(need) for need in plan.requires):
-            continue  # a component of a composite over the resource has nothing to read
+    for plan in _plans_for(res_type, body.keys()):
         try:
             if plan.extractor is None:
                 out.extend(composite.rows(plan, root))
