@@ -155,6 +155,7 @@ class _Planner:
         self.refs: dict[str, str] = {}  # fullUrl or local "Type/id" -> server "Type/id"
         self.ref_record: dict[str, str] = {}  # a reference to a source Patient -> its record id
         self.now = now_micros()
+        self.new_masters: set[str] = set()  # claimed by this ingest: no version to read yet
 
     # -- planning ------------------------------------------------------------------------
 
@@ -246,14 +247,15 @@ class _Planner:
         links = record_store.link_rows(self.conn, [i.server_id for i in patients])
         for item in patients:
             assert item.body is not None
-            item.record = item.server_id
             item.nhs_number = patient_nhs_number(item.body)
+        numbers = {i.nhs_number for i in patients if i.nhs_number is not None}
+        claimed = record_store.claim_masters(self.conn, {n: new_id() for n in numbers}, self.now)
+        self.new_masters = {master for master, created in claimed.values() if created}
+        for item in patients:
+            item.record = item.server_id
             row = links.get(item.server_id)
             if item.nhs_number is not None:
-                master, _ = record_store.claim_master(
-                    self.conn, item.nhs_number, new_id(), self.now
-                )
-                item.compartment = master
+                item.compartment = claimed[item.nhs_number][0]
             elif row is not None and row.master_id is not None:
                 item.compartment = str(row.master_id)  # linked by an administrator
             else:
@@ -436,7 +438,7 @@ class _Planner:
             ]
         record_store.insert_keys(self.conn, keys)
         touched = linkage.record_links(self.ctx, self.source, self._patients(outcome), self.now)
-        changes += linkage.refresh_masters(self.ctx, touched)
+        changes += linkage.refresh_masters(self.ctx, touched, self.new_masters)
         outcome.provenance = provenance.record(self.ctx, self.source, changes, entity, self.now)
         return outcome
 

@@ -19,6 +19,7 @@ Every change of a record's master is logged in ``patient_link_event`` (who, when
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,39 +77,62 @@ def _registration(body: dict[str, Any] | None) -> Any:
 def record_links(
     ctx: RequestContext, source: Source, records: list[RecordChange], now: int
 ) -> set[str]:
-    """Save each record's link (and log changes); the masters whose content may have changed."""
+    """Save each record's link (and log changes); the masters whose content may have changed.
+
+    The links of records new to the store, and every change's log entry, go in one statement
+    each."""
     conn = ctx.repo.conn
     rows = record_store.link_rows(conn, [r.record_id for r in records])
     repo = service(ctx)
     masters: set[str] = set()
+    added: dict[str, dict[str, Any]] = {}  # by record (a record sent twice: its last link)
+    events: list[dict[str, Any]] = []
     for rec in records:
         row = rows.get(rec.record_id)
         before = str(row.master_id) if row is not None and row.master_id is not None else None
         if row is not None and not rec.changed and before == rec.master_id:
             continue
-        registered = now
-        if row is not None:
-            registered = int(row.registered_at)
-            if rec.changed and _moved(repo, rec.record_id):
-                registered = now
-        record_store.save_link(
-            conn, rec.record_id, source.source_id, rec.nhs_number, rec.master_id, registered, now
-        )
-        if before != rec.master_id:
-            record_store.add_link_event(
+        if row is None:
+            added[rec.record_id] = {
+                "record_id": rec.record_id,
+                "source_id": source.source_id,
+                "nhs_number": rec.nhs_number,
+                "master_id": rec.master_id,
+                "registered_at": now,
+                "updated": now,
+            }
+        else:
+            moved = rec.changed and _moved(repo, rec.record_id)
+            registered = now if moved else int(row.registered_at)
+            record_store.save_link(
                 conn,
                 rec.record_id,
-                "auto-link" if rec.master_id else "unlink",
+                source.source_id,
+                rec.nhs_number,
                 rec.master_id,
-                before,
-                f"source {source.source_id}",
-                "NHS number" if rec.master_id else "the record no longer carries an NHS number",
+                registered,
                 now,
+            )
+        if before != rec.master_id:
+            events.append(
+                {
+                    "record_id": rec.record_id,
+                    "action": "auto-link" if rec.master_id else "unlink",
+                    "master_id": rec.master_id,
+                    "previous_master_id": before,
+                    "actor": f"source {source.source_id}",
+                    "reason": "NHS number"
+                    if rec.master_id
+                    else "the record no longer carries an NHS number",
+                    "at": now,
+                }
             )
             if before is not None:
                 masters.add(before)
         if rec.master_id is not None:
             masters.add(rec.master_id)
+    record_store.add_links(conn, list(added.values()))
+    record_store.add_link_events(conn, events)
     return masters
 
 
@@ -122,29 +146,44 @@ def _moved(repo: EnforcingRepository, record_id: str) -> bool:
     return bool(_registration(jsonio.loads(now.data)) != _registration(old))
 
 
-def refresh_masters(ctx: RequestContext, masters: set[str]) -> list[Change]:
-    """Recompose each master from its linked records; the versions written."""
+def refresh_masters(
+    ctx: RequestContext, masters: set[str], new: AbstractSet[str] = frozenset()
+) -> list[Change]:
+    """Recompose each master from its linked records; the versions written.
+
+    ``new``: masters claimed in this unit of work, which have no version and no review flag
+    to read yet. The masters' NHS numbers and linked records are read in one statement each.
+    """
+    conn = ctx.repo.conn
+    ids = sorted(masters)
+    numbers = record_store.master_nhs_numbers(conn, ids)
+    linked = record_store.records_of_masters(conn, ids)
     out: list[Change] = []
-    for master_id in sorted(masters):
-        out += refresh_master(ctx, master_id)
+    for master_id in ids:
+        out += _refresh(ctx, master_id, numbers.get(master_id), linked[master_id], new)
     return out
 
 
-def refresh_master(ctx: RequestContext, master_id: str) -> list[Change]:
-    conn = ctx.repo.conn
+def _refresh(
+    ctx: RequestContext,
+    master_id: str,
+    nhs: str | None,
+    rows: list[Any],
+    new: AbstractSet[str],
+) -> list[Change]:
     repo = service(ctx)
-    nhs = record_store.master_nhs_number(conn, master_id)
-    rows = record_store.records_of_master(conn, master_id)
     records: list[tuple[int, str, dict[str, Any]]] = []
     for row in rows:
         body = _current(repo, "Patient", str(row.record_id))
         if body is not None:
             records.append((int(row.registered_at), str(row.record_id), body))
     records.sort(key=lambda r: (r[0], r[1]))
-    previous = _current(repo, "Patient", master_id)
+    fresh = master_id in new
+    previous = None if fresh else _current(repo, "Patient", master_id)
     master, conflicts = compose(master_id, nhs, records, previous)
     changes = _put(ctx, repo, "Patient", master_id, master, master_id)
-    flag = _flag(master_id, conflicts, records, _current(repo, "Flag", f"{master_id}-review"))
+    flagged = None if fresh else _current(repo, "Flag", f"{master_id}-review")
+    flag = _flag(master_id, conflicts, records, flagged)
     if flag is not None:
         changes += _put(ctx, repo, "Flag", flag["id"], flag, master_id)
     return changes

@@ -145,19 +145,26 @@ def resources_about(conn: Connection, record_id: str) -> list[tuple[str, str]]:
 # --- master Patients -------------------------------------------------------------------------
 
 
-def claim_master(conn: Connection, nhs_number: str, new_id: str, now: int) -> tuple[str, bool]:
-    """The master Patient id of ``nhs_number``: the existing one, or ``new_id`` (then True)."""
-    stmt = (
-        insert_for(conn, MASTER)
-        .values(nhs_number=nhs_number, res_id=new_id, created=now)
-        .on_conflict_do_nothing()
-        .returning(MASTER.c.res_id)
-    )
-    if conn.execute(stmt).first() is not None:
-        return new_id, True
-    found = conn.execute(select(MASTER.c.res_id).where(MASTER.c.nhs_number == nhs_number)).first()
-    assert found is not None
-    return str(found[0]), False
+def claim_masters(
+    conn: Connection, wanted: Mapping[str, str], now: int
+) -> dict[str, tuple[str, bool]]:
+    """``NHS number -> (master Patient id, created)`` for each number of ``wanted``: its
+    existing master, or else the new id ``wanted`` offers for it (then True).
+
+    One insert per 500 numbers, in number order (two ingests claiming overlapping numbers
+    take the rows' locks in one order), then one read of the masters that already existed.
+    """
+    made: dict[str, str] = {}
+    for part in _chunks(sorted(wanted)):
+        stmt = (
+            insert_for(conn, MASTER)
+            .values([{"nhs_number": n, "res_id": wanted[n], "created": now} for n in part])
+            .on_conflict_do_nothing()
+            .returning(MASTER.c.nhs_number, MASTER.c.res_id)
+        )
+        made.update({str(n): str(i) for n, i in conn.execute(stmt)})
+    found = masters_of(conn, [n for n in wanted if n not in made])
+    return {n: (made[n], True) if n in made else (found[n], False) for n in wanted}
 
 
 def masters_of(conn: Connection, nhs_numbers: Sequence[str]) -> dict[str, str]:
@@ -171,9 +178,15 @@ def masters_of(conn: Connection, nhs_numbers: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def master_nhs_number(conn: Connection, master_id: str) -> str | None:
-    found = conn.execute(select(MASTER.c.nhs_number).where(MASTER.c.res_id == master_id)).first()
-    return str(found[0]) if found is not None else None
+def master_nhs_numbers(conn: Connection, master_ids: Sequence[str]) -> dict[str, str]:
+    """``master id -> NHS number`` for the ids that are masters."""
+    out: dict[str, str] = {}
+    for part in _chunks(sorted(set(master_ids))):
+        rows = conn.execute(
+            select(MASTER.c.res_id, MASTER.c.nhs_number).where(MASTER.c.res_id.in_(part))
+        )
+        out.update({str(i): str(n) for i, n in rows})
+    return out
 
 
 # --- links -------------------------------------------------------------------------------------
@@ -187,10 +200,14 @@ def link_rows(conn: Connection, record_ids: Sequence[str]) -> dict[str, Row[Any]
     return out
 
 
-def records_of_master(conn: Connection, master_id: str) -> list[Row[Any]]:
-    return list(
-        conn.execute(select(LINK).where(LINK.c.master_id == master_id).order_by(LINK.c.record_id))
-    )
+def records_of_masters(conn: Connection, master_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """The link rows of the records linked to each of ``master_ids`` (by record id)."""
+    out: dict[str, list[Row[Any]]] = {m: [] for m in master_ids}
+    for part in _chunks(sorted(set(master_ids))):
+        query = select(LINK).where(LINK.c.master_id.in_(part)).order_by(LINK.c.record_id)
+        for row in conn.execute(query):
+            out[str(row.master_id)].append(row)
+    return out
 
 
 def save_link(
@@ -202,6 +219,7 @@ def save_link(
     registered_at: int,
     now: int,
 ) -> None:
+    """Change the link row of ``record_id``, or add it."""
     values = {
         "source_id": source_id,
         "nhs_number": nhs_number,
@@ -214,6 +232,20 @@ def save_link(
         conn.execute(insert(LINK).values(record_id=record_id, **values))
 
 
+def add_links(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add link rows of records that had none (each a mapping of every column), in one
+    statement."""
+    if rows:
+        conn.execute(insert(LINK), list(rows))
+
+
+def add_link_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+    """Log link changes (each: ``record_id``, ``action``, ``master_id``,
+    ``previous_master_id``, ``actor``, ``reason``, ``at``), in order, in one statement."""
+    if events:
+        conn.execute(insert(LINK_EVENT), list(events))
+
+
 def add_link_event(
     conn: Connection,
     record_id: str,
@@ -224,16 +256,19 @@ def add_link_event(
     reason: str | None,
     now: int,
 ) -> None:
-    conn.execute(
-        insert(LINK_EVENT).values(
-            record_id=record_id,
-            action=action,
-            master_id=master_id,
-            previous_master_id=previous_master_id,
-            actor=actor,
-            reason=reason,
-            at=now,
-        )
+    add_link_events(
+        conn,
+        [
+            {
+                "record_id": record_id,
+                "action": action,
+                "master_id": master_id,
+                "previous_master_id": previous_master_id,
+                "actor": actor,
+                "reason": reason,
+                "at": now,
+            }
+        ],
     )
 
 

@@ -1,5 +1,6 @@
 """Source identities read for several resource types at once (:mod:`dhr.store.record_store`):
-what the ingest planner asks once per Bundle, on both engines."""
+what the ingest planner asks once per Bundle, and the master Patients and links it claims and
+reads for many patients at once, on both engines."""
 
 from __future__ import annotations
 
@@ -51,3 +52,45 @@ def test_keys_and_owned_ids_of_several_types_are_the_source_own_per_type(
         "Claim": {"id:5": "c5"},
     }
     assert owned == {"Patient": {"p1"}, "Observation": {"o1", "o2"}}
+
+
+def test_masters_are_claimed_once_per_nhs_number_and_read_together(engine: Engine) -> None:
+    empty_tables(engine)
+    with db.unit_of_work(engine, write=True) as conn:
+        first = record_store.claim_masters(conn, {"9000000009": "m1"}, 1)
+    with db.unit_of_work(engine, write=True) as conn:  # one known number, two new ones
+        wanted = {"9000000009": "m9", "9000000017": "m2", "9000000025": "m3"}
+        second = record_store.claim_masters(conn, wanted, 2)
+        record_store.add_links(
+            conn,
+            [
+                {
+                    "record_id": rid,
+                    "source_id": "A",
+                    "nhs_number": nhs,
+                    "master_id": master,
+                    "registered_at": 2,
+                    "updated": 2,
+                }
+                for rid, nhs, master in [
+                    ("r2", "9000000009", "m1"),
+                    ("r1", "9000000009", "m1"),
+                    ("r3", "9000000017", "m2"),
+                ]
+            ],
+        )
+        numbers = record_store.master_nhs_numbers(conn, ["m1", "m2", "m3", "not-a-master"])
+        linked = record_store.records_of_masters(conn, ["m1", "m2", "m3"])
+    assert first == {"9000000009": ("m1", True)}
+    # the number claimed before keeps its master; the new ones get the ids offered
+    assert second == {
+        "9000000009": ("m1", False),
+        "9000000017": ("m2", True),
+        "9000000025": ("m3", True),
+    }
+    assert numbers == {"m1": "9000000009", "m2": "9000000017", "m3": "9000000025"}
+    assert {m: [r.record_id for r in rows] for m, rows in linked.items()} == {
+        "m1": ["r1", "r2"],
+        "m2": ["r3"],
+        "m3": [],
+    }
