@@ -167,26 +167,24 @@ def claim_masters(
     return {n: (made[n], True) if n in made else (found[n], False) for n in wanted}
 
 
+def _master_pairs(conn: Connection, key: Any, value: Any, wanted: Sequence[str]) -> dict[str, str]:
+    """``key -> value`` (two columns of ``master_patient``) for the ``wanted`` keys found."""
+    out: dict[str, str] = {}
+    for part in _chunks(sorted(set(wanted))):
+        out.update(
+            {str(k): str(v) for k, v in conn.execute(select(key, value).where(key.in_(part)))}
+        )
+    return out
+
+
 def masters_of(conn: Connection, nhs_numbers: Sequence[str]) -> dict[str, str]:
     """``NHS number -> master id`` for the numbers that have a master."""
-    out: dict[str, str] = {}
-    for part in _chunks(sorted(set(nhs_numbers))):
-        rows = conn.execute(
-            select(MASTER.c.nhs_number, MASTER.c.res_id).where(MASTER.c.nhs_number.in_(part))
-        )
-        out.update({str(n): str(i) for n, i in rows})
-    return out
+    return _master_pairs(conn, MASTER.c.nhs_number, MASTER.c.res_id, nhs_numbers)
 
 
 def master_nhs_numbers(conn: Connection, master_ids: Sequence[str]) -> dict[str, str]:
     """``master id -> NHS number`` for the ids that are masters."""
-    out: dict[str, str] = {}
-    for part in _chunks(sorted(set(master_ids))):
-        rows = conn.execute(
-            select(MASTER.c.res_id, MASTER.c.nhs_number).where(MASTER.c.res_id.in_(part))
-        )
-        out.update({str(i): str(n) for i, n in rows})
-    return out
+    return _master_pairs(conn, MASTER.c.res_id, MASTER.c.nhs_number, master_ids)
 
 
 # --- links -------------------------------------------------------------------------------------
