@@ -82,7 +82,9 @@ SELECT * FROM unnest(%b::varchar[], %b::bigint[], %b::varchar[], %b::varchar[], 
 # PostgreSQL: from this many events on (a transaction Bundle audits each entry), one COPY
 # instead of an INSERT per event: the server parses and plans nothing per row.
 PG_COPY_FROM = 16
-_PG_COPY = f"COPY audit_event ({' '.join(_INSERT_COLUMNS.split())}) FROM STDIN"
+# Binary: the event's bytes go as they are, not as hex text the server decodes again.
+_PG_COPY = f"COPY audit_event ({' '.join(_INSERT_COLUMNS.split())}) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_TYPES = ["varchar", "int8", *["varchar"] * 7, "bool", "varchar", "bytea", "varchar"]
 
 
 def event_rows(records: Sequence[AuditRecord], postgresql: bool) -> list[EventRow]:
@@ -132,6 +134,7 @@ def insert_events(conn: Connection, records: Sequence[AuditRecord]) -> None:
 
 def _copy_rows(cursor: Any, rows: Sequence[EventRow]) -> None:
     with cursor.copy(_PG_COPY) as copy:
+        copy.set_types(_PG_COPY_TYPES)
         for row in rows:
             copy.write_row(row)
 

@@ -5,6 +5,7 @@ key paging, and streamed since a date in chain order. https://hl7.org/fhir/R4/au
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def engine() -> Engine:
 @pytest.mark.parametrize("count", [1, 3, audit_store.PG_COPY_FROM + 4])
 def test_events_are_inserted_in_the_callers_transaction(engine: Engine, count: int) -> None:
     records = [audit_db.record(n) for n in range(count)]
+    if count > 1:
+        records[-1] = replace(
+            records[-1], patient=None, client_id=None, purpose=None, break_glass=True
+        )
 
     def failing_request() -> None:
         with unit_of_work(engine, write=True) as conn:
@@ -60,6 +65,13 @@ def test_events_are_inserted_in_the_callers_transaction(engine: Engine, count: i
         None,
     )
     assert row.break_glass is False
+    with unit_of_work(engine, write=False) as conn:  # NULLs and a broken glass, in any batch
+        last = audit_store.read_event(conn, records[-1].event_id)
+    assert last is not None
+    assert (last.patient, last.client_id, last.purpose) == (
+        (None, None, None) if count > 1 else ("pat-1", "app-1", "TREAT")
+    )
+    assert last.break_glass is (count > 1)
 
 
 def test_search_filters_and_pages_by_key(engine: Engine) -> None:
