@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import email.utils
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 from dhr.errors import bad_request
 
@@ -30,12 +32,21 @@ def from_micros(micros: int) -> datetime:
 
 
 def now_micros() -> int:
-    return to_micros(datetime.now(UTC))
+    """The system clock now, in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+@lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    """``2024-01-02T03:04:05`` of a whole second since the epoch (a write stamps many
+    versions within one second: each formats only its fraction)."""
+    return from_micros(seconds * 1_000_000).isoformat(timespec="seconds").removesuffix("+00:00")
 
 
 def format_instant(micros: int) -> str:
-    """An R4 ``instant``: ``2024-01-02T03:04:05.678901+00:00`` style, always with a zone."""
-    return from_micros(micros).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """An R4 ``instant``: ``2024-01-02T03:04:05.678901Z``, always with a zone."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second(seconds)}.{fraction:06d}Z"
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -44,7 +55,12 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def format_http_date(micros: int) -> str:
     """RFC 9110 IMF-fixdate for ``Last-Modified`` (English names whatever the locale)."""
-    t = from_micros(micros)
+    return _http_date(micros // 1_000_000)
+
+
+@lru_cache(maxsize=64)
+def _http_date(seconds: int) -> str:
+    t = from_micros(seconds * 1_000_000)
     return (
         f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
         f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
