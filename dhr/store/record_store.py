@@ -8,7 +8,7 @@ person agree on one master), patient links and their event log.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import Connection, Row, Table, insert, select, update
@@ -167,44 +167,66 @@ def claim_masters(
     return {n: (made[n], True) if n in made else (found[n], False) for n in wanted}
 
 
-def _master_pairs(conn: Connection, key: Any, value: Any, wanted: Sequence[str]) -> dict[str, str]:
+def _where_in(conn: Connection, query: str, column: str, wanted: Sequence[str]) -> list[Any]:
+    """The rows of ``query`` (a driver SQL ``SELECT ... FROM table``) whose ``column`` is one
+    of ``wanted``: one statement, however many (an array on PostgreSQL, a JSON array read by
+    ``json_each`` on SQLite). Names are our own constants, never input."""
+    values = sorted(set(wanted))
+    if not values:
+        return []
+    if conn.dialect.name == "postgresql":
+        return fetch(conn, f"{query} WHERE {column} = ANY(%(v)b::varchar[])", {"v": values})
+    sql = f"{query} WHERE {column} IN (SELECT value FROM json_each(?))"  # noqa: S608
+    return fetch(conn, sql, (orjson.dumps(values).decode(),))
+
+
+def _master_pairs(conn: Connection, key: str, value: str, wanted: Sequence[str]) -> dict[str, str]:
     """``key -> value`` (two columns of ``master_patient``) for the ``wanted`` keys found."""
-    out: dict[str, str] = {}
-    for part in _chunks(sorted(set(wanted))):
-        out.update(
-            {str(k): str(v) for k, v in conn.execute(select(key, value).where(key.in_(part)))}
-        )
-    return out
+    rows = _where_in(conn, f"SELECT {key}, {value} FROM master_patient", key, wanted)  # noqa: S608
+    return {str(k): str(v) for k, v in rows}
 
 
 def masters_of(conn: Connection, nhs_numbers: Sequence[str]) -> dict[str, str]:
     """``NHS number -> master id`` for the numbers that have a master."""
-    return _master_pairs(conn, MASTER.c.nhs_number, MASTER.c.res_id, nhs_numbers)
+    return _master_pairs(conn, "nhs_number", "res_id", nhs_numbers)
 
 
 def master_nhs_numbers(conn: Connection, master_ids: Sequence[str]) -> dict[str, str]:
     """``master id -> NHS number`` for the ids that are masters."""
-    return _master_pairs(conn, MASTER.c.res_id, MASTER.c.nhs_number, master_ids)
+    return _master_pairs(conn, "res_id", "nhs_number", master_ids)
 
 
 # --- links -------------------------------------------------------------------------------------
 
 
-def link_rows(conn: Connection, record_ids: Sequence[str]) -> dict[str, Row[Any]]:
-    out: dict[str, Row[Any]] = {}
-    for part in _chunks(sorted(set(record_ids))):
-        for row in conn.execute(select(LINK).where(LINK.c.record_id.in_(part))):
-            out[str(row.record_id)] = row
-    return out
+class LinkRow(NamedTuple):
+    """A row of ``patient_link``."""
+
+    record_id: str
+    source_id: str | None
+    nhs_number: str | None
+    master_id: str | None
+    registered_at: int
+    updated: int
 
 
-def records_of_masters(conn: Connection, master_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+_LINKS = (
+    "SELECT record_id, source_id, nhs_number, master_id, registered_at, updated FROM patient_link"
+)
+
+
+def link_rows(conn: Connection, record_ids: Sequence[str]) -> dict[str, LinkRow]:
+    """The link rows of the records of ``record_ids`` that have one."""
+    rows = (LinkRow(*row) for row in _where_in(conn, _LINKS, "record_id", record_ids))
+    return {row.record_id: row for row in rows}
+
+
+def records_of_masters(conn: Connection, master_ids: Sequence[str]) -> dict[str, list[LinkRow]]:
     """The link rows of the records linked to each of ``master_ids`` (by record id)."""
-    out: dict[str, list[Row[Any]]] = {m: [] for m in master_ids}
-    for part in _chunks(sorted(set(master_ids))):
-        query = select(LINK).where(LINK.c.master_id.in_(part)).order_by(LINK.c.record_id)
-        for row in conn.execute(query):
-            out[str(row.master_id)].append(row)
+    out: dict[str, list[LinkRow]] = {m: [] for m in master_ids}
+    rows = sorted(LinkRow(*row) for row in _where_in(conn, _LINKS, "master_id", master_ids))
+    for row in rows:
+        out[str(row.master_id)].append(row)
     return out
 
 
