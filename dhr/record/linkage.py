@@ -181,7 +181,11 @@ def _refresh(
     fresh = master_id in new
     previous = None if fresh else _current(repo, "Patient", master_id)
     master, conflicts = compose(master_id, nhs, records, previous)
-    changes = _put(ctx, repo, "Patient", master_id, master, master_id)
+    if fresh:  # its first version: created as a PUT with this id would be, in one statement
+        stored = repo.create("Patient", master_id, master, method="PUT")
+        changes = [Change("Patient", master_id, stored.version_id, "CREATE", master_id)]
+    else:
+        changes = _put(ctx, repo, "Patient", master_id, master, master_id)
     flagged = None if fresh else _current(repo, "Flag", f"{master_id}-review")
     flag = _flag(master_id, conflicts, records, flagged)
     if flag is not None:
