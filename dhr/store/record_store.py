@@ -276,6 +276,7 @@ def add_link_event(
     reason: str | None,
     now: int,
 ) -> None:
+    """Log one link change (an administrator's link or unlink)."""
     add_link_events(
         conn,
         [
