@@ -156,6 +156,7 @@ class _Planner:
         self.ref_record: dict[str, str] = {}  # a reference to a source Patient -> its record id
         self.now = now_micros()
         self.new_masters: set[str] = set()  # claimed by this ingest: no version to read yet
+        self.links: dict[str, record_store.LinkRow] = {}  # the sent Patients' links, before
 
     # -- planning ------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class _Planner:
 
     def _link_patients(self) -> None:
         patients = [i for i in self.items if i.res_type == "Patient" and i.body is not None]
-        links = record_store.link_rows(self.conn, [i.server_id for i in patients])
+        links = self.links = record_store.link_rows(self.conn, [i.server_id for i in patients])
         for item in patients:
             assert item.body is not None
             item.nhs_number = patient_nhs_number(item.body)
@@ -437,7 +438,8 @@ class _Planner:
                 (source_id, item.res_type, key, item.server_id, item.record) for key in item.keys
             ]
         record_store.insert_keys(self.conn, keys)
-        touched = linkage.record_links(self.ctx, self.source, self._patients(outcome), self.now)
+        patients = self._patients(outcome)
+        touched = linkage.record_links(self.ctx, self.source, patients, self.now, self.links)
         changes += linkage.refresh_masters(self.ctx, touched, self.new_masters)
         outcome.provenance = provenance.record(self.ctx, self.source, changes, entity, self.now)
         return outcome

@@ -19,6 +19,7 @@ Every change of a record's master is logged in ``patient_link_event`` (who, when
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -75,14 +76,18 @@ def _registration(body: dict[str, Any] | None) -> Any:
 
 
 def record_links(
-    ctx: RequestContext, source: Source, records: list[RecordChange], now: int
+    ctx: RequestContext,
+    source: Source,
+    records: list[RecordChange],
+    now: int,
+    rows: Mapping[str, record_store.LinkRow],
 ) -> set[str]:
     """Save each record's link (and log changes); the masters whose content may have changed.
 
-    The links of records new to the store, and every change's log entry, go in one statement
+    ``rows``: the records' link rows as this unit of work read them before its writes. The
+    links of records new to the store, and every change's log entry, go in one statement
     each."""
     conn = ctx.repo.conn
-    rows = record_store.link_rows(conn, [r.record_id for r in records])
     repo = service(ctx)
     masters: set[str] = set()
     added: dict[str, dict[str, Any]] = {}  # by record (a record sent twice: its last link)
@@ -168,7 +173,7 @@ def _refresh(
     ctx: RequestContext,
     master_id: str,
     nhs: str | None,
-    rows: list[Any],
+    rows: list[record_store.LinkRow],
     new: AbstractSet[str],
 ) -> list[Change]:
     repo = service(ctx)
